@@ -1,0 +1,5 @@
+"""Truly sparse layers: storage, kernels, layer-wise density and FLOP counting."""
+
+from .layer import SparseLinear
+
+__all__ = ["SparseLinear"]

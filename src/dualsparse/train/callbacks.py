@@ -1,0 +1,57 @@
+"""Callbacks: how per-example statistics, logging and experiments plug into training.
+
+Every hook is optional. ``X`` and ``y`` passed to ``on_fit_begin`` are the validated arrays
+(``np.ndarray`` or ``scipy.sparse.csr_matrix``; ``y`` encoded as 0..C-1 for classifiers), and
+``batch_index`` always holds row numbers of that ``X``, so a callback can keep per-row state.
+"""
+
+from __future__ import annotations
+
+
+class Callback:
+    def on_fit_begin(self, est, X, y, train_index, validation_index):
+        pass
+
+    def on_epoch_begin(self, est, epoch):
+        pass
+
+    def on_batch_end(self, est, epoch, batch_index, outputs, y_batch, loss):
+        pass
+
+    def on_epoch_end(self, est, epoch, logs):
+        pass
+
+    def on_topology_update(self, est, epoch, info):
+        pass
+
+    def on_fit_end(self, est):
+        pass
+
+
+class CallbackList:
+    """Fan a hook call out to several callbacks, in order."""
+
+    _hooks = ("on_fit_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_topology_update", "on_fit_end")
+
+    def __init__(self, callbacks):
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            if not any(hasattr(cb, h) for h in self._hooks):
+                raise TypeError(
+                    f"callback {cb!r} has none of the hooks {', '.join(self._hooks)}; subclass dualsparse.train.Callback"
+                )
+
+    def __bool__(self):
+        return bool(self.callbacks)
+
+    def __getattr__(self, hook):
+        if hook not in self._hooks:
+            raise AttributeError(hook)
+
+        def call(*args, **kwargs):
+            for cb in self.callbacks:
+                fn = getattr(cb, hook, None)
+                if fn is not None:
+                    fn(*args, **kwargs)
+
+        return call

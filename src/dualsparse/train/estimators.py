@@ -1,0 +1,428 @@
+"""scikit-learn estimators that train truly sparse MLPs with dynamic sparse training."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..dst import make_algorithm
+from ..dst.capture import LayerIOCapture
+from ..sparse.density import DISTRIBUTIONS
+from ..utils import check_random_state, derive_seed
+from .callbacks import CallbackList
+from .flops import FlopCounter
+from .network import ACTIVATIONS, build_mlp
+
+OPTIMIZERS = ("sgd", "adam")
+
+_MISSING_HINT = (
+    "SparseMLP models need complete inputs. Handle missing values first: impute them "
+    "(dualsparse.data.make_representation('impute-mean')), or use the 'observed' representation, "
+    "which stores only the observed entries as sparse input"
+)
+
+
+class _BaseSparseMLP(BaseEstimator):
+    """Shared training machinery; subclasses define the loss and the output transform."""
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        algorithm="set",
+        epsilon=20.0,
+        sparsity=None,
+        distribution="er",
+        zeta=0.3,
+        activation="relu",
+        optimizer="sgd",
+        learning_rate=0.01,
+        momentum=0.9,
+        weight_decay=0.0,
+        dropout=0.0,
+        batch_size=32,
+        max_epochs=100,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        callbacks=None,
+        random_state=None,
+        device="cpu",
+        verbose=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.algorithm = algorithm
+        self.epsilon = epsilon
+        self.sparsity = sparsity
+        self.distribution = distribution
+        self.zeta = zeta
+        self.activation = activation
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ sklearn plumbing
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.non_deterministic = False
+        return tags
+
+    def _validate_params(self):
+        hidden = self.hidden_layer_sizes
+        if isinstance(hidden, numbers.Integral):
+            hidden = (hidden,)
+        hidden = tuple(hidden)
+        if any(int(h) != h or h < 1 for h in hidden):
+            raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"unknown distribution {self.distribution!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+        algorithm = _make_algorithm(self.algorithm, self.zeta)
+        for name, lo, hi in (("learning_rate", 0, None), ("momentum", 0, 1), ("weight_decay", 0, None),
+                             ("dropout", 0, 1), ("validation_fraction", 0, 1)):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Real) or v < lo or (hi is not None and v >= hi) or (name == "learning_rate" and v == 0):
+                raise ValueError(f"{name} must be a number in [{lo}, {hi if hi is not None else 'inf'}), got {v!r}")
+        for name in ("batch_size", "max_epochs", "n_iter_no_change"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        return hidden, algorithm
+
+    def _check_X(self, X, reset: bool):
+        if reset is False:
+            check_is_fitted(self, "module_")
+        _reject_non_finite(X, "X", _MISSING_HINT)
+        X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32, ensure_min_samples=1)
+        if sp.issparse(X):
+            X = sp.csr_matrix(X)
+            X.sort_indices()
+        return X
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y):
+        """Train for up to ``max_epochs`` epochs (from scratch unless ``warm_start``)."""
+        return self._fit(X, y, epochs=self.max_epochs, incremental=False, classes=None)
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch on (X, y), keeping everything learned so far (continual / streaming use)."""
+        return self._fit(X, y, epochs=1, incremental=True, classes=classes)
+
+    def _fit(self, X, y, epochs, incremental, classes):
+        hidden, algorithm = self._validate_params()
+        first = not (hasattr(self, "module_") and (incremental or self.warm_start))
+        _reject_non_finite(y, "y", "remove or fill those targets")
+        X = self._check_X(X, reset=first)
+        y = self._encode_y(y, X.shape[0], first, classes, incremental)
+        rng = self._rng if not first else check_random_state(self.random_state)
+        self._rng = rng
+        device = torch.device(self.device)
+        if first:
+            self.algorithm_ = algorithm
+            self.module_ = build_mlp(
+                X.shape[1], hidden, self._n_outputs, sparse=algorithm.sparse, distribution=self.distribution,
+                epsilon=self.epsilon if self.sparsity is None else None, sparsity=self.sparsity,
+                activation=self.activation, dropout=self.dropout, rng=rng, device=device,
+            )
+            self.optimizer_ = self._make_optimizer()
+            self.flop_counter_ = FlopCounter(self.module_)
+            self.history_ = []
+            self.n_iter_ = 0
+            self._step = 0
+        train_index, val_index = self._split(X, y, rng, use_validation=self.early_stopping and not incremental)
+        self.train_index_, self.validation_index_ = train_index, val_index
+        callbacks = CallbackList(self.callbacks)
+        callbacks.on_fit_begin(self, X, y, train_index, val_index)
+        torch_seed = derive_seed(rng)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(torch_seed)
+            self._train(X, y, train_index, val_index, epochs, rng, device, callbacks)
+        self.flops_ = self.flop_counter_.summary(X[train_index])
+        callbacks.on_fit_end(self)
+        return self
+
+    def _train(self, X, y, train_index, val_index, epochs, rng, device, callbacks):
+        best_score, best_state, stall = -np.inf, None, 0
+        y_t = torch.as_tensor(y, device=device)
+        loss_fn = self._loss_fn()
+        for _ in range(epochs):
+            epoch = self.n_iter_
+            t0 = time.perf_counter()
+            callbacks.on_epoch_begin(self, epoch)
+            self.module_.train()
+            order = train_index[rng.permutation(train_index.size)]
+            total, count = 0.0, 0
+            for start in range(0, order.size, self.batch_size):
+                idx = order[start : start + self.batch_size]
+                xb = _batch(X, idx, device, dense=not self.algorithm_.sparse)
+                capture = self.algorithm_.needs_gradient and self.algorithm_.due(epoch, self._step + 1, False)
+                if capture:
+                    with LayerIOCapture(self.module_) as cap:
+                        out, loss = self._step_batch(xb, y_t[idx], loss_fn)
+                else:
+                    out, loss = self._step_batch(xb, y_t[idx], loss_fn)
+                self._step += 1
+                self.flop_counter_.count_batch(xb, idx.size)
+                total += float(loss) * idx.size
+                count += idx.size
+                if callbacks:
+                    callbacks.on_batch_end(self, epoch, idx, out.detach(), y_t[idx], float(loss))
+                if capture:
+                    info = self.algorithm_.update(self.module_, self.optimizer_, epoch, self._step, rng, cap)
+                    callbacks.on_topology_update(self, epoch, info)
+            self.n_iter_ += 1
+            logs = {"epoch": epoch, "loss": total / max(count, 1), "time_s": time.perf_counter() - t0}
+            if val_index.size:
+                logs["validation_score"] = self._validation_score(X, y, val_index, device)
+            callbacks.on_epoch_end(self, epoch, logs)
+            if self.algorithm_.due(epoch, self._step, True):
+                t1 = time.perf_counter()
+                info = self.algorithm_.update(self.module_, self.optimizer_, epoch, self._step, rng)
+                logs["evolution_time_s"] = time.perf_counter() - t1
+                logs["topology"] = info
+                callbacks.on_topology_update(self, epoch, info)
+            self.history_.append(logs)
+            if self.verbose:
+                extra = f", validation {logs['validation_score']:.4f}" if "validation_score" in logs else ""
+                print(f"epoch {epoch + 1}: loss {logs['loss']:.4f}{extra} ({logs['time_s']:.2f} s)")
+            if not np.isfinite(logs["loss"]):
+                raise FloatingPointError(
+                    f"training diverged at epoch {epoch + 1} (loss {logs['loss']}); lower learning_rate "
+                    f"(now {self.learning_rate}) or standardise the inputs"
+                )
+            if self.early_stopping and val_index.size:
+                score = logs["validation_score"]
+                if score > best_score + self.tol:
+                    best_score, best_state, stall = score, copy.deepcopy(self.module_.state_dict()), 0
+                else:
+                    stall += 1
+                    if stall >= self.n_iter_no_change:
+                        break
+        if best_state is not None:
+            self.module_.load_state_dict(best_state)
+            for layer in self.module_.modules():
+                if hasattr(layer, "_csc_cache"):
+                    layer._csc_cache = None
+            self.best_validation_score_ = best_score
+
+    def _step_batch(self, xb, yb, loss_fn):
+        out = self.module_(xb)
+        loss = loss_fn(out, yb)
+        self.optimizer_.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer_.step()
+        return out, loss.detach()
+
+    def _make_optimizer(self):
+        params = self.module_.parameters()
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.learning_rate, momentum=self.momentum, weight_decay=self.weight_decay)
+        return torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay)
+
+    def _split(self, X, y, rng, use_validation):
+        n = X.shape[0]
+        index = np.arange(n)
+        if not use_validation:
+            return index, np.empty(0, dtype=np.int64)
+        n_val = int(np.ceil(self.validation_fraction * n))
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError(f"validation_fraction={self.validation_fraction} leaves no training or validation rows for {n} samples")
+        stratify = y if self._stratify_ok(y, n_val) else None
+        train, val = train_test_split(index, test_size=n_val, random_state=derive_seed(rng), stratify=stratify)
+        return np.sort(train), np.sort(val)
+
+    def _stratify_ok(self, y, n_val):
+        return False
+
+    # ------------------------------------------------------------------ inference
+    def _forward(self, X):
+        X = self._check_X(X, reset=False)
+        device = torch.device(self.device)
+        self.module_.eval()
+        outs = []
+        with torch.no_grad():
+            for start in range(0, X.shape[0], 4096):
+                idx = np.arange(start, min(start + 4096, X.shape[0]))
+                outs.append(self.module_(_batch(X, idx, device, dense=not self.algorithm_.sparse)).float().cpu())
+        return torch.cat(outs).numpy()
+
+
+class SparseMLPClassifier(ClassifierMixin, _BaseSparseMLP):
+    """Multi-layer perceptron classifier with truly sparse, evolving connectivity.
+
+    ``algorithm``: ``"set"`` (Sparse Evolutionary Training), ``"rigl"``, ``"static"`` (sparse, fixed)
+    or ``"dense"``; all train through the same loop. Layer densities follow ``distribution`` with
+    ``epsilon`` (SET's ER rule) or a global ``sparsity``. After ``fit``, ``flops_`` compares the
+    training and inference cost with the equivalent dense network.
+    """
+
+    def _loss_fn(self):
+        return torch.nn.CrossEntropyLoss()
+
+    def _encode_y(self, y, n, first, classes, incremental):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D (one label per row), got shape {y.shape}")
+        if y.shape[0] != n:
+            raise ValueError(f"X has {n} rows but y has {y.shape[0]} labels; pass one label per row")
+        check_classification_targets(y)
+        if first:
+            if incremental:
+                if classes is None:
+                    raise ValueError("classes must be passed on the first call to partial_fit (all labels that will ever appear)")
+                self.classes_ = np.unique(np.asarray(classes))
+            else:
+                self.classes_ = np.unique(y)
+            if self.classes_.size < 2 and not incremental:
+                raise ValueError(f"the training data has a single class ({self.classes_[0]!r}); a classifier needs at least 2")
+            self._n_outputs = max(2, self.classes_.size)
+        unknown = ~np.isin(y, self.classes_)
+        if unknown.any():
+            raise ValueError(
+                f"y contains labels {np.unique(y[unknown])[:10].tolist()} not in classes {self.classes_.tolist()}; "
+                "pass every label to the first partial_fit via classes=..."
+            )
+        return np.searchsorted(self.classes_, y).astype(np.int64)
+
+    def _stratify_ok(self, y, n_val):
+        counts = np.bincount(y)
+        counts = counts[counts > 0]
+        return counts.min() >= 2 and n_val >= counts.size
+
+    def _validation_score(self, X, y, val_index, device):
+        return float((self._predict_index(X, val_index, device) == y[val_index]).mean())
+
+    def _predict_index(self, X, index, device):
+        was_training = self.module_.training
+        self.module_.eval()
+        with torch.no_grad():
+            out = self.module_(_batch(X, index, device, dense=not self.algorithm_.sparse))
+        self.module_.train(was_training)
+        return out.argmax(1).cpu().numpy()
+
+    def decision_function(self, X):
+        """Logits, shape (n_samples, n_classes)."""
+        return self._forward(X)[:, : self.classes_.size]
+
+    def predict_proba(self, X):
+        logits = self.decision_function(X)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+
+
+class SparseMLPRegressor(RegressorMixin, _BaseSparseMLP):
+    """Multi-layer perceptron regressor with truly sparse, evolving connectivity (squared loss).
+
+    Targets are standardised internally (mean and scale from the first fit) and mapped back by
+    ``predict``, so one learning rate suits targets of any scale.
+    """
+
+    def _loss_fn(self):
+        return torch.nn.MSELoss()
+
+    def _encode_y(self, y, n, first, classes, incremental):
+        y = np.asarray(y, dtype=np.float64)
+        self._y_1d = y.ndim == 1 if first else self._y_1d
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        if y2.ndim != 2:
+            raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
+        if y2.shape[0] != n:
+            raise ValueError(f"X has {n} rows but y has {y2.shape[0]} targets; pass one target per row")
+        if first:
+            self._n_outputs = y2.shape[1]
+            self._y_mean = y2.mean(axis=0)
+            scale = y2.std(axis=0)
+            self._y_scale = np.where(scale > 0, scale, 1.0)
+        elif y2.shape[1] != self._n_outputs:
+            raise ValueError(f"y has {y2.shape[1]} targets per row but the model was fit with {self._n_outputs}")
+        return ((y2 - self._y_mean) / self._y_scale).astype(np.float32)
+
+    def _validation_score(self, X, y, val_index, device):
+        self.module_.eval()
+        with torch.no_grad():
+            pred = self.module_(_batch(X, val_index, device, dense=not self.algorithm_.sparse)).cpu().numpy()
+        self.module_.train()
+        resid = ((pred - y[val_index]) ** 2).sum()
+        total = ((y[val_index] - y[val_index].mean(0)) ** 2).sum()
+        return float(1 - resid / total) if total > 0 else float(-resid)
+
+    def predict(self, X):
+        pred = self._forward(X).astype(np.float64) * self._y_scale + self._y_mean
+        return pred.ravel() if self._y_1d else pred
+
+
+# ---------------------------------------------------------------------- helpers
+def _make_algorithm(algorithm, zeta):
+    if isinstance(algorithm, str) and algorithm.lower() in ("set", "rigl"):
+        return make_algorithm(algorithm, zeta=zeta)
+    return make_algorithm(algorithm)
+
+
+def _reject_non_finite(a, name, hint):
+    """A clear error for NaN/inf, naming the representation that handles missing values."""
+    if sp.issparse(a):
+        data = a.data
+    elif hasattr(a, "to_numpy"):
+        try:
+            data = a.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            return
+    else:
+        try:
+            data = np.asarray(a, dtype=np.float64)
+        except (TypeError, ValueError):
+            return
+    if data.size and not np.isfinite(data).all():
+        kind = "NaN" if np.isnan(data).any() else "infinity"
+        raise ValueError(f"Input {name} contains {kind}. {hint}.")
+
+
+def _batch(X, idx, device, dense: bool):
+    """Rows ``idx`` of X as a torch tensor: dense, or ``sparse_csr`` for sparse layers."""
+    if sp.issparse(X):
+        sub = X[idx]
+        if dense:
+            return torch.from_numpy(sub.toarray()).to(device)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(sub.indptr.astype(np.int64)),
+            torch.from_numpy(sub.indices.astype(np.int64)),
+            torch.from_numpy(sub.data),
+            size=sub.shape,
+        ).to(device)
+    return torch.from_numpy(X[idx]).to(device)

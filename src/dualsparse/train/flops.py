@@ -1,0 +1,70 @@
+"""Accumulate training FLOPs over a fit, for the model and for its dense equivalent."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..sparse import SparseLinear
+from ..sparse.flops import backward_flops, forward_flops
+from .network import linear_layers
+
+
+class FlopCounter:
+    """Counts what the kernels actually compute (see :mod:`dualsparse.sparse.flops`).
+
+    The dense equivalent is the same architecture fully connected on dense inputs; a dense model
+    counts the same for both.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.train = 0
+        self.train_dense = 0
+        self.samples = 0
+
+    def _products(self, layer, first: bool, x, batch: int) -> int:
+        if isinstance(layer, SparseLinear):
+            if first and x.layout == torch.sparse_csr:
+                col_ptr = layer.csc()[0]
+                j = x.col_indices().to(col_ptr.device)
+                return int((col_ptr[j + 1] - col_ptr[j]).sum())
+            return layer.nnz * batch
+        return layer.in_features * layer.out_features * batch
+
+    def count_batch(self, x, batch: int) -> None:
+        for i, layer in enumerate(linear_layers(self.model)):
+            first = i == 0
+            p = self._products(layer, first, x, batch)
+            dense_p = layer.in_features * layer.out_features * batch
+            self.train += forward_flops(p, layer.out_features, batch) + backward_flops(p, first)
+            self.train_dense += forward_flops(dense_p, layer.out_features, batch) + backward_flops(dense_p, first)
+        self.samples += batch
+
+    def inference_per_sample(self, X) -> tuple[float, float]:
+        """Mean forward FLOPs per row of X with the current topology, and the dense equivalent."""
+        sparse_total, dense_total = 0.0, 0.0
+        for i, layer in enumerate(linear_layers(self.model)):
+            dense_total += forward_flops(layer.in_features * layer.out_features, layer.out_features, 1)
+            if isinstance(layer, SparseLinear) and i == 0 and sp.issparse(X) and X.shape[0]:
+                deg = np.diff(layer.csc()[0].cpu().numpy())
+                products = deg[X.indices].sum() / X.shape[0]
+            elif isinstance(layer, SparseLinear):
+                products = layer.nnz
+            else:
+                products = layer.in_features * layer.out_features
+            sparse_total += forward_flops(products, layer.out_features, 1)
+        return float(sparse_total), float(dense_total)
+
+    def summary(self, X) -> dict:
+        inf, inf_dense = self.inference_per_sample(X)
+        return {
+            "train": float(self.train),
+            "train_dense": float(self.train_dense),
+            "train_ratio": float(self.train / self.train_dense) if self.train_dense else float("nan"),
+            "inference_per_sample": inf,
+            "inference_per_sample_dense": inf_dense,
+            "inference_ratio": inf / inf_dense if inf_dense else float("nan"),
+            "samples_seen": int(self.samples),
+        }
