@@ -4,9 +4,17 @@ Truly sparse layers (:mod:`dualsparse.sparse`), topology evolution (:mod:`dualsp
 scikit-learn estimators (:mod:`dualsparse.train`), missing and sparse data (:mod:`dualsparse.data`),
 learning dynamics (:mod:`dualsparse.dynamics`) and reproducible experiments
 (:mod:`dualsparse.experiments`).
-"""
 
-from .train import Callback, SparseMLPClassifier, SparseMLPRegressor
+The estimators are imported lazily so that ``import dualsparse.data`` does not load PyTorch.
+"""
 
 __version__ = "0.1.0"
 __all__ = ["Callback", "SparseMLPClassifier", "SparseMLPRegressor", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("Callback", "SparseMLPClassifier", "SparseMLPRegressor"):
+        from . import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module 'dualsparse' has no attribute {name!r}")

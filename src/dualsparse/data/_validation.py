@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 
 def check_random_state(random_state) -> np.random.Generator:
-    """Return a Generator: None -> fresh entropy, int -> seeded, Generator -> itself (and advanced)."""
+    """A Generator: None -> fresh entropy, int -> seeded, Generator -> itself (advanced by use)."""
     if isinstance(random_state, np.random.Generator):
         return random_state
     if random_state is None or (
@@ -100,7 +100,7 @@ def first(indices, k: int = 5) -> str:
 def check_labels(y, n_samples: int | None = None, name: str = "y") -> np.ndarray:
     """A 1-D label array without missing or infinite values, as long as X."""
     y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
+    if y.ndim == 2 and 1 in y.shape:  # column or row vector (as MATLAB stores labels)
         y = y.ravel()
     if y.ndim != 1:
         raise ValueError(

@@ -83,8 +83,8 @@ def ampute(
     per_feature : meet the rate in each amputed feature rather than over all of them.
     features : column indices that may lose values (default: all, or all but the MAR drivers).
     **options : mechanism options
-        mar: ``drivers`` (column indices, fully observed; default: a random
-        ``driver_fraction`` = 0.3 of the fully observed columns, at least one),
+        mar: ``drivers`` (column indices, fully observed; default: round(``driver_fraction``
+        (0.3) * n_features), at least one, drawn at random from the fully observed columns),
         ``strength`` (2.0, logit slope per standard deviation of the driver score).
         mnar: ``kind`` ("self-masking" or "quantile"), ``direction`` ("upper" or "lower"),
         ``strength`` (2.0, self-masking only), ``quantile`` (quantile kind only: cut point in
@@ -245,14 +245,15 @@ class _Mechanism:
         removed = np.zeros(values.shape, dtype=bool)
         for cols, target in zip(groups, targets):
             block_observed = observed[:, cols]
-            k = target - (~block_observed).sum()  # existing NaN count towards the target
-            if k < 0:
+            have = (~block_observed).sum()  # existing NaN count towards the target
+            if have > np.ceil(self.rate * block_observed.size):  # beyond rounding
                 where = f"feature {self.features[cols[0]]}" if self.per_feature else "X"
                 raise ValueError(
-                    f"{where} already has {target - k} missing cells, more than rate="
-                    f"{self.rate} allows ({target}); existing NaN count towards the rate: "
-                    "choose a higher rate"
+                    f"{where} already has {have} missing cells, more than rate={self.rate} "
+                    f"allows ({target}); existing NaN count towards the rate: choose a higher "
+                    "rate"
                 )
+            k = max(target - have, 0)
             if self._is_quantile():
                 chosen = self._choose_tail(values[:, cols], block_observed, k, rng)
             else:

@@ -27,9 +27,10 @@ def sparse_input_products(input_degree: np.ndarray, indices: np.ndarray) -> int:
     return int(np.asarray(input_degree, dtype=np.int64)[indices].sum())
 
 
-def forward_flops(products: int, out_features: int, batch: int, bias: bool = True) -> int:
-    return 2 * int(products) + (int(out_features) * int(batch) if bias else 0)
+def forward_flops(products, out_features: int, batch, bias: bool = True):
+    """Products may be a mean per sample (a float), so nothing is rounded here."""
+    return 2 * products + (out_features * batch if bias else 0)
 
 
-def backward_flops(products: int, first_layer: bool) -> int:
-    return 2 * int(products) * (1 if first_layer else 2)
+def backward_flops(products, first_layer: bool):
+    return 2 * products * (1 if first_layer else 2)

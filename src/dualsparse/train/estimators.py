@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 import time
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import DataConversionWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -43,8 +45,8 @@ class _BaseSparseMLP(BaseEstimator):
         distribution="er",
         zeta=0.3,
         activation="relu",
-        optimizer="sgd",
-        learning_rate=0.01,
+        optimizer="adam",
+        learning_rate=0.001,
         momentum=0.9,
         weight_decay=0.0,
         dropout=0.0,
@@ -119,8 +121,8 @@ class _BaseSparseMLP(BaseEstimator):
     def _check_X(self, X, reset: bool):
         if reset is False:
             check_is_fitted(self, "module_")
+        X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32, ensure_all_finite=False)
         _reject_non_finite(X, "X", _MISSING_HINT)
-        X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32, ensure_min_samples=1)
         if sp.issparse(X):
             X = sp.csr_matrix(X)
             X.sort_indices()
@@ -138,6 +140,8 @@ class _BaseSparseMLP(BaseEstimator):
     def _fit(self, X, y, epochs, incremental, classes):
         hidden, algorithm = self._validate_params()
         first = not (hasattr(self, "module_") and (incremental or self.warm_start))
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         _reject_non_finite(y, "y", "remove or fill those targets")
         X = self._check_X(X, reset=first)
         y = self._encode_y(y, X.shape[0], first, classes, incremental)
@@ -289,6 +293,7 @@ class SparseMLPClassifier(ClassifierMixin, _BaseSparseMLP):
     def _encode_y(self, y, n, first, classes, incremental):
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected; pass a 1-D array of labels (e.g. y.ravel())", DataConversionWarning, stacklevel=3)
             y = y.ravel()
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D (one label per row), got shape {y.shape}")
@@ -303,7 +308,9 @@ class SparseMLPClassifier(ClassifierMixin, _BaseSparseMLP):
             else:
                 self.classes_ = np.unique(y)
             if self.classes_.size < 2 and not incremental:
-                raise ValueError(f"the training data has a single class ({self.classes_[0]!r}); a classifier needs at least 2")
+                raise ValueError(
+                    f"the training data has only one class ({self.classes_[0]!r}); a classifier needs at least 2 classes"
+                )
             self._n_outputs = max(2, self.classes_.size)
         unknown = ~np.isin(y, self.classes_)
         if unknown.any():
@@ -329,12 +336,17 @@ class SparseMLPClassifier(ClassifierMixin, _BaseSparseMLP):
         self.module_.train(was_training)
         return out.argmax(1).cpu().numpy()
 
-    def decision_function(self, X):
-        """Logits, shape (n_samples, n_classes)."""
+    def _logits(self, X):
+        check_is_fitted(self, "module_")
         return self._forward(X)[:, : self.classes_.size]
 
+    def decision_function(self, X):
+        """Logits, (n_samples, n_classes); for two classes the margin of the second, (n_samples,)."""
+        logits = self._logits(X)
+        return logits[:, 1] - logits[:, 0] if self.classes_.size == 2 else logits
+
     def predict_proba(self, X):
-        logits = self.decision_function(X)
+        logits = self._logits(X)
         logits = logits - logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
@@ -343,7 +355,8 @@ class SparseMLPClassifier(ClassifierMixin, _BaseSparseMLP):
         return np.log(self.predict_proba(X))
 
     def predict(self, X):
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        logits = self._logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]
 
 
 class SparseMLPRegressor(RegressorMixin, _BaseSparseMLP):
@@ -355,6 +368,11 @@ class SparseMLPRegressor(RegressorMixin, _BaseSparseMLP):
 
     def _loss_fn(self):
         return torch.nn.MSELoss()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
     def _encode_y(self, y, n, first, classes, incremental):
         y = np.asarray(y, dtype=np.float64)
@@ -383,6 +401,7 @@ class SparseMLPRegressor(RegressorMixin, _BaseSparseMLP):
         return float(1 - resid / total) if total > 0 else float(-resid)
 
     def predict(self, X):
+        check_is_fitted(self, "module_")
         pred = self._forward(X).astype(np.float64) * self._y_scale + self._y_mean
         return pred.ravel() if self._y_1d else pred
 
@@ -397,7 +416,7 @@ def _make_algorithm(algorithm, zeta):
 def _reject_non_finite(a, name, hint):
     """A clear error for NaN/inf, naming the representation that handles missing values."""
     if sp.issparse(a):
-        data = a.data
+        data = a.tocsr().data
     elif hasattr(a, "to_numpy"):
         try:
             data = a.to_numpy(dtype=np.float64, na_value=np.nan)

@@ -1,0 +1,336 @@
+"""Representations: how data with missing values meets the model.
+
+Each is a scikit-learn transformer (fit on training data only, usable in a Pipeline), chosen by
+name with :func:`make_representation`:
+
+* ``impute-mean``, ``impute-median``, ``impute-knn``, ``impute-iterative``: standardise each
+  feature on its observed training values, then fill the gaps with scikit-learn's
+  SimpleImputer / KNNImputer / IterativeImputer fitted on the training data. Dense output.
+  (Imputing after standardising keeps KNN distances and iterative regressions scale-free; with
+  ``impute-mean`` a missing value becomes 0, up to rounding: the same as leaving it out of
+  ``observed``.)
+* ``observed``: standardise the same way, then store only the observed entries in a SciPy CSR
+  matrix; a missing entry is absent, so a sparse first layer spends nothing on it. Observed
+  values that standardise to 0 are still stored (explicit zeros): ``nnz`` equals the number
+  of observed cells. Optional sparsity normalisation (Yi et al., ICLR 2020).
+* ``observed+indicator``: the same plus one sparse 0/1 column per feature that had missing
+  values in training, set where that feature is missing.
+* ``native-nan``: standardised values with NaN kept, for models that handle NaN themselves.
+
+Every representation rejects, at fit, a feature with no observed training value (no statistic
+can be fitted: scikit-learn's imputers would drop it silently) and, at fit and transform, a row
+with no observed value unless ``allow_empty_rows=True``.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (enables the import)
+from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._validation import first, non_numeric_columns, to_float_array, unknown_name
+
+
+def check_missing_data(estimator, X, *, reset: bool, allow_empty_rows: bool) -> np.ndarray:
+    """Validate X for a representation: numeric, dense, NaN allowed, inf not; see module doc."""
+    if isinstance(X, pd.DataFrame) and non_numeric_columns(X):
+        raise TypeError(
+            f"X has non-numeric column(s) {non_numeric_columns(X)}; encode them as numbers "
+            "first (e.g. sklearn.preprocessing.OneHotEncoder) or drop them"
+        )
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
+        to_float_array(X)  # a TypeError that names the non-numeric value
+    X = validate_data(
+        estimator, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan",
+        accept_sparse=False,
+    )
+    missing = np.isnan(X)
+    if reset and missing.all(axis=0).any():
+        raise ValueError(
+            f"feature(s) {first(np.flatnonzero(missing.all(axis=0)))} have no observed value in "
+            "the training data, so no statistic can be fitted; drop those columns or remove "
+            "fewer values"
+        )
+    if not allow_empty_rows and missing.all(axis=1).any():
+        rows = np.flatnonzero(missing.all(axis=1))
+        raise ValueError(
+            f"{rows.size} row(s) have no observed value (rows {first(rows)}); drop them, or "
+            "pass allow_empty_rows=True to keep them (imputers fill them with training "
+            "statistics, observed gives them an empty row)"
+        )
+    return X
+
+
+class _StandardizeObserved(TransformerMixin, BaseEstimator):
+    """Check X, then standardise each feature on its observed training values; NaN stays NaN."""
+
+    def __init__(self, *, standardize: bool = True, allow_empty_rows: bool = False):
+        self.standardize = standardize
+        self.allow_empty_rows = allow_empty_rows
+
+    def fit(self, X, y=None):
+        X = check_missing_data(self, X, reset=True, allow_empty_rows=self.allow_empty_rows)
+        self.mean_, self.scale_ = _observed_mean_scale(X, self.standardize)
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "mean_")
+        X = check_missing_data(self, X, reset=False, allow_empty_rows=self.allow_empty_rows)
+        return (X - self.mean_) / self.scale_
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "mean_")
+        return _feature_names(self, input_features)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+class NativeNaNRepresentation(_StandardizeObserved):
+    """Standardised values with NaN kept (the ``native-nan`` name), dense float64.
+
+    Parameters
+    ----------
+    standardize : centre and scale each feature with the mean and standard deviation of its
+        observed training values (a constant feature gets scale 1); False passes values on.
+    allow_empty_rows : accept rows with no observed value.
+
+    Attributes
+    ----------
+    mean_, scale_ : (n_features,) training statistics of the observed values.
+    """
+
+
+class ImputedRepresentation(_StandardizeObserved):
+    """Standardise as :class:`NativeNaNRepresentation`, then fill the gaps (``impute-*``).
+
+    Parameters
+    ----------
+    imputer : an unfitted scikit-learn imputer (default SimpleImputer(strategy="mean")); a
+        clone is fitted on the standardised training data.
+    standardize, allow_empty_rows : as in :class:`NativeNaNRepresentation`.
+
+    Attributes
+    ----------
+    mean_, scale_ : training statistics; imputer_ : the fitted imputer.
+    """
+
+    def __init__(self, imputer=None, *, standardize: bool = True, allow_empty_rows: bool = False):
+        super().__init__(standardize=standardize, allow_empty_rows=allow_empty_rows)
+        self.imputer = imputer
+
+    def fit(self, X, y=None):
+        super().fit(X)
+        imputer = SimpleImputer() if self.imputer is None else clone(self.imputer)
+        self.imputer_ = imputer.fit(super().transform(X))
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "imputer_")
+        return self.imputer_.transform(super().transform(X))
+
+
+class ObservedRepresentation(TransformerMixin, BaseEstimator):
+    """Standardised observed values as CSR; missing entries are absent (not zero).
+
+    Parameters
+    ----------
+    standardize : centre and scale each feature with the mean and standard deviation of its
+        observed training values (a constant feature gets scale 1).
+    sparsity_normalization : False, True or "sqrt". Yi et al. (ICLR 2020) scale a row by
+        K / (its number of observed entries) so that its input scale does not swing with how
+        much of it is missing. Here K = n_features: with True a row with m observed values is
+        multiplied by n_features / m (a complete row is unchanged, as in inverted dropout);
+        with "sqrt" by sqrt(n_features / m), which instead keeps the variance of a sum of m
+        independent unit-variance terms constant. Indicator columns are not scaled.
+    indicator : append missingness indicator columns (the ``observed+indicator`` name).
+    indicator_features : "missing-only" (features with a missing training value; as
+        sklearn.impute.MissingIndicator) or "all".
+    dtype : float dtype of the output values.
+    allow_empty_rows : accept rows with no observed value (they become empty rows).
+
+    Attributes
+    ----------
+    mean_, scale_ : (n_features,) training statistics of the observed values.
+    observed_fraction_ : (n_features,) fraction of training rows in which each feature is
+        observed.
+    indicator_features_ : indices of the features that get an indicator column.
+    """
+
+    def __init__(
+        self,
+        *,
+        standardize: bool = True,
+        sparsity_normalization=False,
+        indicator: bool = False,
+        indicator_features: str = "missing-only",
+        dtype=np.float64,
+        allow_empty_rows: bool = False,
+    ):
+        self.standardize = standardize
+        self.sparsity_normalization = sparsity_normalization
+        self.indicator = indicator
+        self.indicator_features = indicator_features
+        self.dtype = dtype
+        self.allow_empty_rows = allow_empty_rows
+
+    def fit(self, X, y=None):
+        if self.sparsity_normalization not in (False, True, "sqrt"):
+            raise ValueError(
+                "sparsity_normalization must be False, True or 'sqrt', got "
+                f"{self.sparsity_normalization!r}"
+            )
+        if self.indicator_features not in ("missing-only", "all"):
+            raise unknown_name(
+                "indicator_features", self.indicator_features, ("missing-only", "all")
+            )
+        X = check_missing_data(self, X, reset=True, allow_empty_rows=self.allow_empty_rows)
+        self.mean_, self.scale_ = _observed_mean_scale(X, self.standardize)
+        self.observed_fraction_ = (~np.isnan(X)).mean(axis=0)
+        if not self.indicator:
+            self.indicator_features_ = np.array([], dtype=int)
+        elif self.indicator_features == "all":
+            self.indicator_features_ = np.arange(X.shape[1])
+        else:
+            self.indicator_features_ = np.flatnonzero(self.observed_fraction_ < 1.0)
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "observed_fraction_")
+        X = check_missing_data(self, X, reset=False, allow_empty_rows=self.allow_empty_rows)
+        observed = ~np.isnan(X)
+        values = (X - self.mean_) / self.scale_
+        if self.sparsity_normalization:
+            n_observed = observed.sum(axis=1)
+            factor = X.shape[1] / np.maximum(n_observed, 1)  # an empty row has nothing to scale
+            if self.sparsity_normalization == "sqrt":
+                factor = np.sqrt(factor)
+            values *= factor[:, None]
+        if self.indicator_features_.size:
+            missing = ~observed[:, self.indicator_features_]
+            values = np.hstack([values, np.ones(missing.shape)])
+            observed = np.hstack([observed, missing])
+        return _csr_of_stored(values, observed, self.dtype)
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "observed_fraction_")
+        names = _feature_names(self, input_features)
+        return np.concatenate([names, [f"missing_{n}" for n in names[self.indicator_features_]]])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+def _observed_mean_scale(X, standardize):
+    """Per-feature mean and standard deviation of the observed values (NaN ignored, as
+    sklearn's StandardScaler does); scale 1 for a constant feature; (0, 1) if not standardising.
+    """
+    if not standardize:
+        return np.zeros(X.shape[1]), np.ones(X.shape[1])
+    scaler = StandardScaler().fit(X)
+    return scaler.mean_, scaler.scale_
+
+
+def _csr_of_stored(values, stored, dtype):
+    """CSR holding values[stored] exactly: built from the mask, so stored zeros stay stored."""
+    rows, cols = np.nonzero(stored)  # row-major: sorted by row, then column
+    indptr = np.concatenate([[0], np.cumsum(stored.sum(axis=1))])
+    return sp.csr_matrix(
+        (values[rows, cols].astype(dtype), cols, indptr), shape=stored.shape
+    )
+
+
+def _feature_names(estimator, input_features):
+    if input_features is not None:
+        input_features = np.asarray(input_features, dtype=object)
+        if input_features.shape != (estimator.n_features_in_,):
+            raise ValueError(
+                f"input_features has {input_features.size} names, expected "
+                f"{estimator.n_features_in_}"
+            )
+        return input_features
+    if hasattr(estimator, "feature_names_in_"):
+        return np.asarray(estimator.feature_names_in_, dtype=object)
+    return np.asarray([f"x{i}" for i in range(estimator.n_features_in_)], dtype=object)
+
+
+# ---------------------------------------------------------------- by name
+
+
+def _imputing(imputer_class, **fixed):
+    """Builder for an impute-* name: its own options go to the representation, the rest to
+    the scikit-learn imputer."""
+
+    def build(*, standardize=True, allow_empty_rows=False, **imputer_options):
+        bad = set(imputer_options) & set(fixed)
+        if bad:
+            raise TypeError(f"option(s) {sorted(bad)} are fixed by the representation's name")
+        if isinstance(imputer_options.get("random_state"), np.random.Generator):
+            # scikit-learn imputers take an int seed, not a Generator: draw one from it
+            imputer_options["random_state"] = int(imputer_options["random_state"].integers(2**31))
+        return ImputedRepresentation(
+            imputer_class(**fixed, **imputer_options),
+            standardize=standardize,
+            allow_empty_rows=allow_empty_rows,
+        )
+
+    build.imputer_class = imputer_class
+    return build
+
+
+REPRESENTATIONS = {
+    "impute-mean": _imputing(SimpleImputer, strategy="mean"),
+    "impute-median": _imputing(SimpleImputer, strategy="median"),
+    "impute-knn": _imputing(KNNImputer),
+    "impute-iterative": _imputing(IterativeImputer),
+    "observed": lambda **options: ObservedRepresentation(**options),
+    "observed+indicator": lambda **options: ObservedRepresentation(indicator=True, **options),
+    "native-nan": lambda **options: NativeNaNRepresentation(**options),
+}
+
+
+def list_representations() -> list[str]:
+    """Names that :func:`make_representation` accepts."""
+    return list(REPRESENTATIONS)
+
+
+def make_representation(name: str, **options):
+    """A new, unfitted transformer for the representation `name` (see module doc).
+
+    Options: ``standardize`` and ``allow_empty_rows`` for all; for ``impute-*`` any argument
+    of the scikit-learn imputer (e.g. ``n_neighbors`` for knn, ``max_iter`` and
+    ``random_state`` for iterative; a Generator random_state is turned into an int seed
+    drawn from it); for ``observed*`` the arguments of :class:`ObservedRepresentation`.
+    """
+    if name not in REPRESENTATIONS:
+        raise unknown_name("representation", name, REPRESENTATIONS)
+    if name.startswith("observed") and "indicator" in options:
+        raise TypeError(f"indicator= is fixed by the name {name!r}")
+    try:
+        return REPRESENTATIONS[name](**options)
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise
+        raise TypeError(f"{err}; representation {name!r} takes {_option_names(name)}") from err
+
+
+def _option_names(name):
+    if name.startswith("observed"):
+        names = inspect.signature(ObservedRepresentation).parameters
+        return [p for p in names if p != "indicator"]
+    names = ["standardize", "allow_empty_rows"]
+    imputer_class = getattr(REPRESENTATIONS[name], "imputer_class", None)
+    if imputer_class is not None:
+        names += [p for p in inspect.signature(imputer_class).parameters if p != "strategy"]
+    return names

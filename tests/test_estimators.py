@@ -1,0 +1,249 @@
+"""The estimators honour scikit-learn's contract and the library's promises."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from dualsparse import Callback, SparseMLPClassifier, SparseMLPRegressor
+from dualsparse.sparse import SparseLinear
+
+# Small networks, a global sparsity (epsilon=20 would ask for more connections than such tiny
+# layers have) and enough epochs for the "learns the training set" checks.
+CHECK_PARAMS = dict(hidden_layer_sizes=(16,), max_epochs=40, random_state=0, sparsity=0.5, learning_rate=0.01)
+
+
+@parametrize_with_checks([SparseMLPClassifier(**CHECK_PARAMS), SparseMLPRegressor(**CHECK_PARAMS)])
+def test_sklearn_contract(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def small(**kw):
+    params = dict(hidden_layer_sizes=(32, 32), sparsity=0.7, max_epochs=20, random_state=0, learning_rate=0.01)
+    params.update(kw)
+    return SparseMLPClassifier(**params)
+
+
+@pytest.mark.parametrize("algorithm", ["set", "static", "dense", "rigl"])
+def test_learns_iris_with_every_algorithm(iris, algorithm):
+    X, y = iris
+    est = small(algorithm=algorithm).fit(X, y)
+    assert est.score(X, y) > 0.9
+    n_sparse = sum(isinstance(m, SparseLinear) for m in est.module_.modules())
+    assert (n_sparse == 0) == (algorithm == "dense")
+
+
+def test_same_seed_same_result_and_seed_matters(iris):
+    X, y = iris
+    a = small(algorithm="set", dropout=0.2).fit(X, y).predict_proba(X)
+    b = small(algorithm="set", dropout=0.2).fit(X, y).predict_proba(X)
+    c = small(algorithm="set", dropout=0.2, random_state=1).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_set_evolves_topology_each_epoch_and_keeps_nnz(iris):
+    X, y = iris
+    seen = []
+
+    class Recorder(Callback):
+        def on_topology_update(self, est, epoch, info):
+            seen.append((epoch, [i["nnz"] for i in info], [i["grown"] for i in info]))
+
+    est = small(algorithm="set", max_epochs=4, callbacks=[Recorder()]).fit(X, y)
+    layers = [m for m in est.module_.modules() if isinstance(m, SparseLinear)]
+    nnz = [m.nnz for m in layers]
+    assert [s[0] for s in seen] == [0, 1, 2, 3]
+    assert all(s[1] == nnz for s in seen)
+    # every layer that is not fully connected swaps connections each epoch; full ones cannot
+    assert all((g > 0) == (layer.density < 1) for s in seen for g, layer in zip(s[2], layers))
+    assert any(layer.density < 1 for layer in layers)
+
+
+def test_callback_hooks_order_and_batch_indices(iris):
+    X, y = iris
+    events, rows = [], []
+
+    class Recorder(Callback):
+        def on_fit_begin(self, est, X_, y_, train_index, validation_index):
+            events.append("fit_begin")
+            assert X_.shape == X.shape and train_index.size + validation_index.size == X.shape[0]
+
+        def on_epoch_begin(self, est, epoch):
+            events.append(f"epoch_begin{epoch}")
+
+        def on_batch_end(self, est, epoch, batch_index, outputs, y_batch, loss):
+            rows.append(batch_index)
+            assert outputs.shape == (batch_index.size, 3)
+
+        def on_epoch_end(self, est, epoch, logs):
+            events.append(f"epoch_end{epoch}")
+
+        def on_fit_end(self, est):
+            events.append("fit_end")
+
+    small(max_epochs=2, callbacks=[Recorder()], batch_size=16).fit(X, y)
+    assert events == ["fit_begin", "epoch_begin0", "epoch_end0", "epoch_begin1", "epoch_end1", "fit_end"]
+    first_epoch = np.sort(np.concatenate(rows[: int(np.ceil(150 / 16))]))
+    np.testing.assert_array_equal(first_epoch, np.arange(150))
+
+
+def test_flops_match_a_brute_force_count(iris):
+    X, y = iris
+    est = small(algorithm="static", max_epochs=3, batch_size=50).fit(X, y)
+    layers = [m for m in est.module_.modules() if isinstance(m, SparseLinear)]
+    n = X.shape[0] * 3
+    expected = 0
+    expected_dense = 0
+    for i, layer in enumerate(layers):
+        fwd = 2 * layer.nnz * n + layer.out_features * n
+        bwd = 2 * layer.nnz * n * (1 if i == 0 else 2)
+        expected += fwd + bwd
+        d = layer.in_features * layer.out_features
+        expected_dense += 2 * d * n + layer.out_features * n + 2 * d * n * (1 if i == 0 else 2)
+    assert est.flops_["train"] == expected and est.flops_["train_dense"] == expected_dense
+    assert est.flops_["inference_per_sample"] == sum(2 * l.nnz + l.out_features for l in layers)
+    assert est.flops_["train"] < est.flops_["train_dense"]
+
+
+def test_sparse_input_flops_follow_stored_values():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 40))
+    X[rng.random(X.shape) < 0.75] = 0
+    y = (X[:, :5].sum(1) > 0).astype(int)
+    Xs = sp.csr_matrix(X)
+    est = small(algorithm="static", max_epochs=2, hidden_layer_sizes=(32,)).fit(Xs, y)
+    dense_in = small(algorithm="static", max_epochs=2, hidden_layer_sizes=(32,)).fit(X, y)
+    # same model and seed: dense and CSR inputs give the same predictions
+    np.testing.assert_allclose(est.predict_proba(Xs), dense_in.predict_proba(X), atol=1e-5)
+    first = next(m for m in est.module_.modules() if isinstance(m, SparseLinear))
+    deg = first.input_degree().numpy()
+    per_sample = (2 * deg[Xs.indices].sum() / 200 + 32) + sum(
+        2 * m.nnz + m.out_features for m in est.module_.modules() if isinstance(m, SparseLinear) and m is not first)
+    assert est.flops_["inference_per_sample"] == pytest.approx(per_sample)
+    assert est.flops_["train"] < dense_in.flops_["train"]
+
+
+def test_inputs_numpy_pandas_csr_agree(iris):
+    X, y = iris
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    p_np = small().fit(X, y).predict_proba(X)
+    p_pd = small().fit(frame, pd.Series(y)).predict_proba(frame)
+    p_sp = small().fit(sp.csr_matrix(X), y).predict_proba(sp.csr_matrix(X))
+    np.testing.assert_allclose(p_np, p_pd)
+    np.testing.assert_allclose(p_np, p_sp, atol=1e-5)
+
+
+def test_pipeline_cross_val_and_grid_search():
+    X, y = load_breast_cancer(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), small(max_epochs=5, hidden_layer_sizes=(32,)))
+    scores = cross_val_score(pipe, X, y, cv=3)
+    assert scores.mean() > 0.85
+    grid = GridSearchCV(pipe, {"sparsesmlpclassifier__zeta" if False else "sparsemlpclassifier__zeta": [0.1, 0.3]}, cv=2)
+    grid.fit(X, y)
+    assert grid.best_params_["sparsemlpclassifier__zeta"] in (0.1, 0.3)
+
+
+def test_partial_fit_and_warm_start(iris):
+    X, y = iris
+    est = small()
+    with pytest.raises(ValueError, match="classes must be passed"):
+        est.partial_fit(X[:10], y[:10])
+    est.partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2])
+    assert list(est.classes_) == [0, 1, 2] and est.n_iter_ == 1
+    est.partial_fit(X, y)
+    assert est.n_iter_ == 2
+    with pytest.raises(ValueError, match="not in classes"):
+        est.partial_fit(X[:5], np.array([0, 1, 2, 3, 4]))
+    warm = small(max_epochs=3, warm_start=True).fit(X, y)
+    layer = next(m for m in warm.module_.modules() if isinstance(m, SparseLinear))
+    warm.fit(X, y)
+    assert warm.n_iter_ == 6 and next(m for m in warm.module_.modules() if isinstance(m, SparseLinear)) is layer
+
+
+def test_early_stopping_holds_out_validation(iris):
+    X, y = iris
+    est = small(early_stopping=True, validation_fraction=0.2, max_epochs=200, n_iter_no_change=3).fit(X, y)
+    assert est.validation_index_.size == 30 and np.intersect1d(est.train_index_, est.validation_index_).size == 0
+    assert est.n_iter_ < 200 and "validation_score" in est.history_[-1]
+
+
+def test_regressor_learns_a_linear_target():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 10))
+    y = 100 * X[:, 0] - 50 * X[:, 1] + 3
+    est = SparseMLPRegressor(hidden_layer_sizes=(64,), sparsity=0.5, max_epochs=60, random_state=0, learning_rate=0.01).fit(X, y)
+    assert est.score(X, y) > 0.9
+    assert est.predict(X).shape == (300,)
+
+
+def test_allrelu_and_sgd_options(iris):
+    X, y = iris
+    est = small(activation="allrelu", optimizer="sgd", momentum=0.9, weight_decay=1e-4, dropout=0.1).fit(X, y)
+    assert est.score(X, y) > 0.85
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda X, y: small().fit(X[:10], y[:9]), "10 rows but y has 9"),
+        (lambda X, y: small().fit(X[:, 0], y), "2D array"),
+        (lambda X, y: small().fit(X[:0], y[:0]), "0 sample"),
+        (lambda X, y: small().fit(np.where(np.eye(150, 4) == 1, np.nan, X), y), "NaN.*observed"),
+        (lambda X, y: small().fit(np.where(np.eye(150, 4) == 1, np.inf, X), y), "infinity"),
+        (lambda X, y: small().fit(X, np.where(np.arange(150) == 3, np.nan, y)), "y contains NaN"),
+        (lambda X, y: small().fit(X, y).predict(X[:, :3]), "3 features"),
+        (lambda X, y: small(sparsity=1.0).fit(X, y), "sparsity must be in"),
+        (lambda X, y: small(sparsity=None, epsilon=1000).fit(X, y), "lower epsilon"),
+        (lambda X, y: small(algorithm="sett").fit(X, y), "unknown algorithm.*choose one of"),
+        (lambda X, y: small(distribution="xx").fit(X, y), "unknown distribution"),
+        (lambda X, y: small(activation="swish").fit(X, y), "unknown activation"),
+        (lambda X, y: small(optimizer="rmsprop").fit(X, y), "unknown optimizer"),
+        (lambda X, y: small(learning_rate=-1).fit(X, y), "learning_rate"),
+    ],
+)
+def test_bad_input_gives_clear_errors(iris, make, match):
+    X, y = iris
+    with pytest.raises(ValueError, match=match):
+        make(X, y)
+
+
+def test_predict_before_fit(iris):
+    with pytest.raises(NotFittedError):
+        small().predict(iris[0])
+
+
+def test_torch_backend_trains_like_numba(iris):
+    """The CUDA code path (torch.sparse) run on the CPU gives the same model."""
+    X, y = iris
+    a = small(algorithm="set", max_epochs=3).fit(X, y)
+    b = small(algorithm="set", max_epochs=3)
+    b.fit(X[:2], y[:2]) if False else None
+    import dualsparse.sparse.layer as layer_mod
+
+    orig = layer_mod.SparseLinear.__init__
+
+    def init_torch(self, *args, **kw):
+        orig(self, *args, **kw)
+        self.backend = "torch"
+
+    layer_mod.SparseLinear.__init__ = init_torch
+    try:
+        b.fit(X, y)
+    finally:
+        layer_mod.SparseLinear.__init__ = orig
+    assert all(m.backend == "torch" for m in b.module_.modules() if isinstance(m, SparseLinear))
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-4)
