@@ -44,6 +44,9 @@ class TopologyAlgorithm:
     def due(self, epoch: int, step: int, end_of_epoch: bool) -> bool:
         return self.evolves and self.schedule.due(epoch, step, end_of_epoch)
 
+    def prepare(self, X) -> None:
+        """Look at the training inputs once before training (data-aware algorithms use it)."""
+
     @torch.no_grad()
     def update(self, model, optimizer=None, epoch: int = 0, step: int = 0, rng=None, context=None) -> list[dict]:
         """Evolve every SparseLinear in ``model``; returns one dict of counts per layer."""
@@ -51,7 +54,7 @@ class TopologyAlgorithm:
         fraction = self.schedule.fraction(epoch, step)
         info = []
         for index, layer in enumerate(m for m in model.modules() if isinstance(m, SparseLinear)):
-            info.append(self.update_layer(layer, fraction, optimizer, rng, context, index))
+            info.append(self.update_layer(layer, fraction, optimizer, rng, _LayerContext(context, index), index))
         return info
 
     def update_layer(self, layer: SparseLinear, fraction: float, optimizer, rng, context, index: int = 0) -> dict:
@@ -84,6 +87,14 @@ class TopologyAlgorithm:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(zeta={self.schedule.zeta}, every={self.schedule.every!r})"
+
+
+class _LayerContext:
+    """What a rule may know while updating one layer: its index and the captured batch (if any)."""
+
+    def __init__(self, parent, layer_index: int):
+        self.layer_index = layer_index
+        self.layer_io = getattr(parent, "layer_io", {})
 
 
 class SET(TopologyAlgorithm):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from .algorithm import SET, Dense, RigL, Static, TopologyAlgorithm
+from .observed import ObservedSET
 
-ALGORITHMS = {"set": SET, "rigl": RigL, "static": Static, "dense": Dense}
+ALGORITHMS = {"set": SET, "rigl": RigL, "static": Static, "dense": Dense, "set-observed": ObservedSET}
 
 
 def make_algorithm(name, **options) -> TopologyAlgorithm:

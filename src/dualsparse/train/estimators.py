@@ -22,7 +22,7 @@ from ..sparse.density import DISTRIBUTIONS
 from ..utils import check_random_state, derive_seed
 from .callbacks import CallbackList
 from .flops import FlopCounter
-from .network import ACTIVATIONS, build_mlp
+from .network import ACTIVATIONS, build_mlp, input_importance
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -162,6 +162,8 @@ class _BaseSparseMLP(BaseEstimator):
             self._step = 0
         train_index, val_index = self._split(X, y, rng, use_validation=self.early_stopping and not incremental)
         self.train_index_, self.validation_index_ = train_index, val_index
+        if first:
+            self.algorithm_.prepare(X[train_index])
         callbacks = CallbackList(self.callbacks)
         callbacks.on_fit_begin(self, X, y, train_index, val_index)
         torch_seed = derive_seed(rng)
@@ -264,6 +266,14 @@ class _BaseSparseMLP(BaseEstimator):
 
     def _stratify_ok(self, y, n_val):
         return False
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        """Input ranking: sum of |w| leaving each input in the first layer, normalised to sum 1."""
+        check_is_fitted(self, "module_")
+        imp = input_importance(self.module_).double().numpy()
+        total = imp.sum()
+        return imp / total if total > 0 else imp
 
     # ------------------------------------------------------------------ inference
     def _forward(self, X):
@@ -408,7 +418,7 @@ class SparseMLPRegressor(RegressorMixin, _BaseSparseMLP):
 
 # ---------------------------------------------------------------------- helpers
 def _make_algorithm(algorithm, zeta):
-    if isinstance(algorithm, str) and algorithm.lower() in ("set", "rigl"):
+    if isinstance(algorithm, str) and algorithm.lower() in ("set", "rigl", "set-observed"):
         return make_algorithm(algorithm, zeta=zeta)
     return make_algorithm(algorithm)
 

@@ -93,3 +93,17 @@ def _dense_linear(fan_in, fan_out, gain, rng, device, dtype) -> nn.Linear:
 
 def linear_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (SparseLinear, nn.Linear))]
+
+
+def input_importance(model: nn.Module) -> torch.Tensor:
+    """Sum of |w| over the connections leaving each input of the first layer (in_features,).
+
+    For a sparse network this ranks inputs by how much connectivity topology evolution kept for
+    them; computed from the stored values only.
+    """
+    first = linear_layers(model)[0]
+    with torch.no_grad():
+        if isinstance(first, SparseLinear):
+            imp = torch.zeros(first.in_features, dtype=first.values.dtype, device=first.values.device)
+            return imp.index_add_(0, first.col_idx.long(), first.values.abs()).cpu()
+        return first.weight.abs().sum(0).cpu()
