@@ -20,7 +20,7 @@ from ..dst import make_algorithm
 from ..dst.capture import LayerIOCapture
 from ..sparse.density import DISTRIBUTIONS
 from ..utils import check_random_state, derive_seed
-from .callbacks import CallbackList
+from .callbacks import CallbackList, make_example_tracker
 from .flops import FlopCounter
 from .network import ACTIVATIONS, build_mlp, input_importance
 
@@ -58,6 +58,7 @@ class _BaseSparseMLP(BaseEstimator):
         tol=1e-4,
         warm_start=False,
         callbacks=None,
+        track_examples=False,
         random_state=None,
         device="cpu",
         verbose=0,
@@ -82,6 +83,7 @@ class _BaseSparseMLP(BaseEstimator):
         self.tol = tol
         self.warm_start = warm_start
         self.callbacks = callbacks
+        self.track_examples = track_examples
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -116,6 +118,11 @@ class _BaseSparseMLP(BaseEstimator):
             v = getattr(self, name)
             if not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(self.track_examples, (bool, dict)):
+            raise ValueError(
+                f"track_examples must be True, False or a dict of ExampleTracker options "
+                f"(e.g. {{'grand_epoch': 3}}), got {self.track_examples!r}"
+            )
         return hidden, algorithm
 
     def _check_X(self, X, reset: bool):
@@ -164,7 +171,13 @@ class _BaseSparseMLP(BaseEstimator):
         self.train_index_, self.validation_index_ = train_index, val_index
         if first:
             self.algorithm_.prepare(X[train_index])
-        callbacks = CallbackList(self.callbacks)
+        callbacks = list(self.callbacks or [])
+        if self.track_examples:
+            if first or getattr(self, "example_tracker_", None) is None:
+                options = self.track_examples if isinstance(self.track_examples, dict) else {}
+                self.example_tracker_ = make_example_tracker(**options)
+            callbacks.append(self.example_tracker_)
+        callbacks = CallbackList(callbacks)
         callbacks.on_fit_begin(self, X, y, train_index, val_index)
         torch_seed = derive_seed(rng)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -172,6 +185,9 @@ class _BaseSparseMLP(BaseEstimator):
             self._train(X, y, train_index, val_index, epochs, rng, device, callbacks)
         self.flops_ = self.flop_counter_.summary(X[train_index])
         callbacks.on_fit_end(self)
+        if self.track_examples:
+            self.example_stats_ = self.example_tracker_.example_stats_
+            self.epoch_stats_ = self.example_tracker_.epoch_stats_
         return self
 
     def _train(self, X, y, train_index, val_index, epochs, rng, device, callbacks):
