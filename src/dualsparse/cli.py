@@ -1,9 +1,17 @@
-"""Command line: ``dualsparse demo | run | report | results``."""
+"""Command line: ``dualsparse run | report | results | demo``.
+
+Exit codes: 0 success; 1 some runs failed (the others are stored; run again to retry them);
+2 bad command line, config, or store (nothing ran); 130 interrupted (finished runs are kept).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_STORE = "dualsparse-results.sqlite"
 
 
 def _demo(args) -> int:
@@ -26,17 +34,139 @@ def _demo(args) -> int:
         f = est.flops_
         print(f"{algorithm:<10}{est.score(X_te, y_te):>10.4f}{f['train'] / 1e9:>14.3f}{f['train_dense'] / 1e9:>14.3f}"
               f"{f['train_ratio']:>8.3f}")
-    return 0
+    return EXIT_OK
 
 
-def main(argv=None) -> int:
+def _error(message: str) -> int:
+    print(f"dualsparse: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _run(args) -> int:
+    import warnings
+
+    from .experiments import ConfigError, ResultsStore, StoreError, describe, load_config, run_sweep
+
+    if args.jobs < 1:
+        return _error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.threads < 0:
+        return _error(f"--threads must be >= 0 (0: the libraries' defaults), got {args.threads}")
+    if args.max_runs is not None and args.max_runs < 1:
+        return _error(f"--max-runs must be >= 1, got {args.max_runs}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = load_config(args.config)
+    except (ConfigError, FileNotFoundError) as err:
+        return _error(str(err))
+    runs = config.runs()
+    if args.dry_run:
+        print(describe(config, runs))
+        if os.path.exists(args.store):
+            try:
+                with ResultsStore(args.store, create=False) as store:
+                    done = len(store.existing_keys([r.key for r in runs]))
+            except StoreError as err:
+                return _error(str(err))
+            print(f"  in store        {done} of {len(runs)} already in {args.store}; {len(runs) - done} to run")
+        else:
+            print(f"  in store        none yet ({args.store} does not exist); {len(runs)} to run")
+        return EXIT_OK
+    try:
+        store = ResultsStore(args.store)
+    except StoreError as err:
+        return _error(str(err))
+    try:
+        summary = run_sweep(config, store, jobs=args.jobs, dask=args.dask, quiet=args.quiet, threads=args.threads,
+                            epoch_progress=not args.no_epoch_progress, max_runs=args.max_runs,
+                            show_warnings=args.show_warnings)
+    except KeyboardInterrupt:
+        print("dualsparse: interrupted; finished runs are stored, run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        store.close()
+    print(f"{config.name}: {summary.line()}; store {args.store}")
+    if summary.failed:
+        for cfg, error in summary.failures[:5]:
+            print(f"  failed: {cfg['dataset']} {cfg['mechanism']} {cfg['rate']:g} {cfg['representation']} {cfg['model']} "
+                  f"seed {cfg['seed']}: {error}", file=sys.stderr)
+        print("  (failures are recorded in the store's 'failures' table; run the command again to retry them)", file=sys.stderr)
+        return EXIT_FAILED_RUNS
+    return EXIT_OK
+
+
+def _report(args) -> int:
+    import warnings
+
+    from .experiments import StoreError, write_report
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            paths = write_report(args.store, args.out, experiment=args.experiment, plots=not args.no_plots)
+    except StoreError as err:
+        return _error(str(err))
+    print(f"wrote {paths['markdown']}, {paths['html']}, {paths['summary']} and {len(paths['figures'])} figure(s)")
+    return EXIT_OK
+
+
+def _results(args) -> int:
+    from .experiments import StoreError, export_results
+
+    try:
+        n = export_results(args.store, args.format, args.out, experiment=args.experiment)
+    except (StoreError, ValueError) as err:
+        return _error(str(err))
+    if args.out is not None:
+        print(f"wrote {n} rows to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dualsparse", description="Dynamic sparse training on sparse data.")
     sub = parser.add_subparsers(dest="command", required=True)
+
     demo = sub.add_parser("demo", help="SET vs static vs dense on Breast Cancer Wisconsin")
     demo.add_argument("--epochs", type=int, default=30)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
-    args = parser.parse_args(argv)
+
+    run = sub.add_parser("run", help="run (or resume) the grid of a TOML experiment config",
+                         description="Run every run of the config's grid that the store does not hold yet. "
+                                     "Killed and started again, it resumes. See docs/experiments.md.")
+    run.add_argument("config", help="TOML config file (e.g. examples/quick.toml)")
+    run.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results file (default: ./{DEFAULT_STORE})")
+    run.add_argument("--dry-run", action="store_true", help="validate the config and print the number of runs; run nothing")
+    run.add_argument("--jobs", "-j", type=int, default=1, help="local worker processes (default 1)")
+    run.add_argument("--dask", metavar="ADDRESS", default=None,
+                     help="run on a Dask cluster: scheduler address (tcp://host:8786) or 'local' (a LocalCluster of --jobs workers)")
+    run.add_argument("--threads", type=int, default=1,
+                     help="torch/numba/BLAS threads per run (default 1: small networks train fastest single-threaded; "
+                          "use --jobs for more cores; 0 = the libraries' defaults)")
+    run.add_argument("--max-runs", type=int, default=None, help="stop after this many runs (resume later)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bars; print only the final summary and errors")
+    run.add_argument("--no-epoch-progress", action="store_true", help="no per-epoch bar inside each fit")
+    run.add_argument("--show-warnings", action="store_true", help="print library warnings raised in runs (by default they are only stored in each run's row)")
+    run.set_defaults(func=_run)
+
+    report = sub.add_parser("report", help="write a Markdown + HTML report (headline, tables, plots) from the store")
+    report.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results file (default: ./{DEFAULT_STORE})")
+    report.add_argument("--out", required=True, help="output folder (created if needed)")
+    report.add_argument("--experiment", default=None, help="only this experiment (default: all in the store)")
+    report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    report.set_defaults(func=_report)
+
+    results = sub.add_parser("results", help="export the stored runs as CSV or Parquet")
+    results.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results file (default: ./{DEFAULT_STORE})")
+    results.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    results.add_argument("--out", default=None, help="output file (default: CSV to stdout; required for parquet)")
+    results.add_argument("--experiment", default=None, help="only this experiment")
+    results.set_defaults(func=_results)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 

@@ -1,0 +1,592 @@
+"""Reports from the results store: Markdown + HTML with a data-driven headline, tables and plots.
+
+What the report says, and how it decides it:
+
+* Runs are grouped by (experiment, dataset, mechanism). Rate-0 runs (stored with mechanism
+  ``"none"``) belong to every mechanism of their experiment and dataset.
+* A *configuration* is (model, representation, sparsity or epsilon). Each is summarised per
+  missing rate by the mean over replicates (seeds, times folds under k-fold) with a 95 %
+  t-interval.
+* Headline, per rate: the best sparse configuration (models static/set/rigl) and the best dense
+  MLP are chosen by mean *validation* score (accuracy; R^2 for regression) when every run has a
+  validation split, otherwise by the test score (the report says which). Their test scores are
+  compared paired over replicates: the mean difference with its 95 % t-interval, a paired
+  t-test (significant at p < 0.05) and a Wilcoxon signed-rank test. Training FLOPs are compared
+  the same way. When sparse is worse the headline says "sparse loses", in words.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .models import model_info
+from .stats import mean_ci, paired
+from .store import ResultsStore, StoreError
+
+MODEL_NAMES = {
+    "dense": "dense MLP",
+    "static": "static sparse MLP",
+    "set": "SET MLP",
+    "rigl": "RigL MLP",
+    "hgb": "HistGradientBoosting",
+    "logreg": "logistic regression",
+    "ridge": "ridge regression",
+    "sklearn-mlp": "sklearn MLP",
+}
+CLASSIFICATION_METRICS = [("accuracy", "accuracy", True), ("balanced_accuracy", "balanced accuracy", True),
+                          ("roc_auc", "ROC AUC", True), ("log_loss", "log loss", False)]
+REGRESSION_METRICS = [("r2", "R²", True), ("rmse", "RMSE", False), ("mae", "MAE", False)]
+
+
+# ---------------------------------------------------------------------- data preparation
+def _is_sparse_model(name: str) -> bool:
+    try:
+        info = model_info(name)
+    except ValueError:
+        return False
+    return info.family == "mlp" and info.sparse
+
+
+def _is_baseline(name: str) -> bool:
+    try:
+        return model_info(name).family == "baseline"
+    except ValueError:
+        return False
+
+
+def _label(model, representation, sparsity, epsilon) -> str:
+    level = ""
+    if sparsity is not None and not _isnan(sparsity):
+        level = f", sparsity {sparsity:g}"
+    elif epsilon is not None and not _isnan(epsilon):
+        level = f", ε {epsilon:g}"
+    return f"{MODEL_NAMES.get(model, model)} ({representation}{level})"
+
+
+def _isnan(v) -> bool:
+    try:
+        return v is None or math.isnan(v)
+    except TypeError:
+        return False
+
+
+def prepare(frame):
+    """Add config labels and replicate ids; copy rate-0 rows into every mechanism's group."""
+    import pandas as pd
+
+    df = frame.copy()
+    df["fold"] = df["fold"].astype("Int64")
+    df["replicate"] = [f"{s}" if pd.isna(f) else f"{s}/{f}" for s, f in zip(df["seed"], df["fold"])]
+    df["label"] = [_label(m, r, s, e) for m, r, s, e in zip(df["model"], df["representation"], df["sparsity"], df["epsilon"])]
+    df["config_id"] = [f"{m}|{r}|{'' if _isnan(s) else s}|{'' if _isnan(e) else e}"
+                       for m, r, s, e in zip(df["model"], df["representation"], df["sparsity"], df["epsilon"])]
+    parts = []
+    for (exp, ds), g in df.groupby(["experiment", "dataset"], sort=True):
+        mechs = sorted(set(g["mechanism"]) - {"none"})
+        base = g[g["mechanism"] == "none"]
+        rest = g[g["mechanism"] != "none"]
+        if not mechs:
+            parts.append(base)
+            continue
+        parts.append(rest)
+        for m in mechs:
+            copy = base.copy()
+            copy["mechanism"] = m
+            parts.append(copy)
+    return pd.concat(parts, ignore_index=True) if parts else df
+
+
+def summarise(df, metrics) -> "object":
+    """One row per (experiment, dataset, mechanism, config, rate): mean, CI half-width and n."""
+    import pandas as pd
+
+    cols = [m for m, _, _ in metrics] + [f"val_{m}" for m, _, _ in metrics] + [
+        "flops_train", "flops_train_dense", "flops_inference", "flops_inference_dense", "density",
+        "fit_time_s", "wall_time_s", "peak_memory_mb"]
+    records = []
+    keys = ["experiment", "dataset", "mechanism", "config_id", "label", "model", "representation", "rate"]
+    for key, g in df.groupby(keys, sort=True, dropna=False):
+        rec = dict(zip(keys, key))
+        rec["sparsity"] = g["sparsity"].iloc[0]
+        rec["epsilon"] = g["epsilon"].iloc[0]
+        rec["n"] = len(g)
+        for c in cols:
+            if c in g:
+                vals = pd.to_numeric(g[c], errors="coerce").to_numpy(dtype=float)
+                mean, half, n = mean_ci(vals)
+                rec[f"{c}_mean"], rec[f"{c}_ci"], rec[f"{c}_n"] = mean, half, n
+        records.append(rec)
+    return pd.DataFrame(records)
+
+
+# ---------------------------------------------------------------------- headline
+def _choose(summary_rows, primary, higher, use_val):
+    """Best configuration per rate among ``summary_rows`` (a DataFrame for one rate)."""
+    if summary_rows.empty:
+        return None
+    col = f"val_{primary}_mean" if use_val else f"{primary}_mean"
+    rows = summary_rows[np.isfinite(summary_rows[col].to_numpy(dtype=float))]
+    if rows.empty:
+        return None
+    score = rows[col].to_numpy(dtype=float) * (1 if higher else -1)
+    flops = rows["flops_train_mean"].to_numpy(dtype=float)
+    flops = np.where(np.isfinite(flops), flops, np.inf)
+    order = np.lexsort((flops, -score))  # best score, then fewer training FLOPs
+    return rows.iloc[order[0]]
+
+
+def _aligned(df, config_id, rate, column):
+    g = df[(df["config_id"] == config_id) & (df["rate"] == rate)]
+    return dict(zip(g["replicate"], g[column].astype(float)))
+
+
+def _pair(df, id_a, id_b, rate, column):
+    a, b = _aligned(df, id_a, rate, column), _aligned(df, id_b, rate, column)
+    common = sorted(set(a) & set(b))
+    return paired([a[k] for k in common], [b[k] for k in common])
+
+
+def _fmt_p(p):
+    if p is None or not np.isfinite(p):
+        return "–"
+    return f"{p:.2g}" if p >= 0.001 else "<0.001"
+
+
+def _fmt_ci(mean, half, digits=3):
+    if not np.isfinite(mean):
+        return "–"
+    if not np.isfinite(half):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def _fmt_interval(mean, half, digits=3):
+    if not np.isfinite(mean):
+        return "–"
+    if not np.isfinite(half):
+        return f"{mean:+.{digits}f}"
+    return f"{mean:+.{digits}f} [{mean - half:+.{digits}f}, {mean + half:+.{digits}f}]"
+
+
+def _fmt_flops(v, half=None):
+    if v is None or not np.isfinite(v):
+        return "–"
+    for scale, unit in ((1e12, "TFLOP"), (1e9, "GFLOP"), (1e6, "MFLOP"), (1e3, "kFLOP")):
+        if abs(v) >= scale:
+            break
+    else:
+        scale, unit = 1.0, "FLOP"
+    text = f"{v / scale:.3g}"
+    if half is not None and np.isfinite(half) and half > 0:
+        text += f" ± {half / scale:.2g}"
+    return f"{text} {unit}"
+
+
+def _p_text(p) -> str:
+    if p is None or not np.isfinite(p):
+        return "p = –"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
+def _outcome(cmp, higher_is_better=True) -> tuple[str, str]:
+    """(outcome, lead) of a sparse-minus-dense comparison; outcome in win / lose / ns / tie / none."""
+    if cmp.n == 0:
+        return "none", "No paired runs"
+    if cmp.note.startswith("identical"):
+        return "tie", "Tie: identical on every seed"
+    better = cmp.diff > 0 if higher_is_better else cmp.diff < 0
+    if cmp.note.startswith("constant"):
+        return ("win", "Sparse wins on every seed") if better else ("lose", "**Sparse loses** on every seed")
+    if cmp.note:  # a single paired run
+        return "ns", f"No test possible ({cmp.note}; sparse {'higher' if better else 'lower'})"
+    if cmp.significant:
+        return ("win", "Sparse wins (significant)") if better else ("lose", "**Sparse loses** (significant)")
+    return "ns", f"No significant difference (sparse {'higher' if better else 'lower'})"
+
+
+def headline(df, summary, task, use_val):
+    """Headline blocks for one (experiment, dataset, mechanism) group."""
+    metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    primary, primary_name, higher = metrics[0]
+    blocks, table, sentences = [], [], []
+    outcomes = {"win": [], "lose": [], "ns": [], "tie": []}
+    for rate in sorted(summary["rate"].unique()):
+        rows = summary[summary["rate"] == rate]
+        sparse = _choose(rows[[_is_sparse_model(m) for m in rows["model"]]], primary, higher, use_val)
+        dense = _choose(rows[rows["model"] == "dense"], primary, higher, use_val)
+        baseline = _choose(rows[[_is_baseline(m) for m in rows["model"]]], primary, higher, use_val)
+        if sparse is None or dense is None:
+            missing = "sparse" if sparse is None else "dense"
+            sentences.append(f"rate {rate:g}: no {missing} MLP runs, so no sparse-vs-dense comparison.")
+            continue
+        acc = _pair(df, sparse["config_id"], dense["config_id"], rate, primary)
+        fl = _pair(df, sparse["config_id"], dense["config_id"], rate, "flops_train")
+        outcome, lead = _outcome(acc, higher)
+        if outcome in outcomes:
+            outcomes[outcome].append(f"{rate:g}")
+        ratio = sparse["flops_train_mean"] / dense["flops_train_mean"] if dense["flops_train_mean"] else math.nan
+        if np.isfinite(ratio) and ratio > 0:
+            flops = (f"Training FLOPs {_fmt_flops(sparse['flops_train_mean'], sparse['flops_train_ci'])} vs "
+                     f"{_fmt_flops(dense['flops_train_mean'], dense['flops_train_ci'])}: {ratio:.3g}× dense "
+                     f"({1 / ratio:.3g}× fewer)")
+            if fl.note.startswith("constant"):
+                flops += ", the same difference on every seed"
+            elif fl.n >= 2 and not fl.note:
+                flops += f", difference {'significant' if fl.significant else 'not significant'} ({_p_text(fl.p_ttest)})"
+        else:
+            flops = "Training FLOPs not available"
+        sentence = (
+            f"rate {rate:g}: {lead}. Best sparse: {sparse['label']}, {primary_name} "
+            f"{_fmt_ci(sparse[f'{primary}_mean'], sparse[f'{primary}_ci'])}; best dense: {dense['label']}, "
+            f"{_fmt_ci(dense[f'{primary}_mean'], dense[f'{primary}_ci'])}; difference "
+            f"{_fmt_interval(acc.diff, acc.diff_half_width)} (paired t-test {_p_text(acc.p_ttest)}, "
+            f"Wilcoxon {_p_text(acc.p_wilcoxon)}, n = {acc.n}). {flops}."
+        )
+        if baseline is not None:
+            cmp_b = _pair(df, sparse["config_id"], baseline["config_id"], rate, primary)
+            better_b = (cmp_b.diff > 0) if higher else (cmp_b.diff < 0)
+            sentence += (
+                f" Best baseline: {baseline['label']}, {_fmt_ci(baseline[f'{primary}_mean'], baseline[f'{primary}_ci'])}"
+                f" (sparse {'higher' if better_b else 'lower'} by {abs(cmp_b.diff):.3f}, "
+                f"{'significant' if cmp_b.significant else 'not significant'}, {_p_text(cmp_b.p_ttest)})."
+            )
+        sentences.append(sentence)
+        table.append([
+            f"{rate:g}", sparse["label"], _fmt_ci(sparse[f"{primary}_mean"], sparse[f"{primary}_ci"]),
+            dense["label"], _fmt_ci(dense[f"{primary}_mean"], dense[f"{primary}_ci"]),
+            _fmt_interval(acc.diff, acc.diff_half_width), _fmt_p(acc.p_ttest), _fmt_p(acc.p_wilcoxon), str(acc.n),
+            lead.replace(" (significant)", "") if outcome in ("win", "lose") else lead,
+            _fmt_flops(sparse["flops_train_mean"]), _fmt_flops(dense["flops_train_mean"]),
+            f"{ratio:.3g}" if np.isfinite(ratio) else "–",
+        ])
+    n_rates = sum(len(v) for v in outcomes.values())
+    if n_rates:
+        def where(key):
+            rates = outcomes[key]
+            if not rates:
+                return "no rate"
+            return f"{len(rates)} rate{'s' if len(rates) > 1 else ''} ({', '.join(rates)})"
+
+        summary_line = (
+            f"Of {n_rates} missing rate(s), the best sparse MLP was significantly better than the best dense MLP "
+            f"at {where('win')}, significantly worse at {where('lose')}, and not significantly different at "
+            f"{where('ns')}" + (f", identical at {where('tie')}" if outcomes["tie"] else "")
+            + f" (paired t-test over replicates, α = 0.05; configurations chosen by {'validation' if use_val else 'test'} "
+            f"{primary_name})."
+        )
+        if outcomes["lose"]:
+            summary_line += f" **Sparse loses at rate {', '.join(outcomes['lose'])}.**"
+        blocks.append(("p", summary_line))
+    blocks.append(("ul", sentences))
+    if table:
+        blocks.append(("table", ["rate", "best sparse", primary_name, "best dense", primary_name,
+                                 "Δ (sparse − dense) [95 % CI]", "p (t-test)", "p (Wilcoxon)", "n", "verdict",
+                                 "train FLOPs sparse", "train FLOPs dense", "FLOP ratio"], table))
+    return blocks
+
+
+# ---------------------------------------------------------------------- tables and plots
+def _config_order(summary):
+    """(config_id, label) pairs in a stable reading order: MLPs dense, static, set, rigl, then baselines."""
+    from .models import list_models
+
+    order = {m: i for i, m in enumerate(list_models())}
+    configs = summary.drop_duplicates("config_id")
+    key = lambda r: (order.get(r["model"], 99), r["representation"],  # noqa: E731
+                     -1 if _isnan(r["sparsity"]) else r["sparsity"], -1 if _isnan(r["epsilon"]) else r["epsilon"])
+    rows = sorted((r for _, r in configs.iterrows()), key=key)
+    return [(r["config_id"], r["label"]) for r in rows]
+
+
+def _metric_table(summary, metric, kind="score"):
+    rates = sorted(summary["rate"].unique())
+    rows = []
+    for cid, label in _config_order(summary):
+        g = summary[summary["config_id"] == cid]
+        cells = []
+        for r in rates:
+            hit = g[g["rate"] == r]
+            if hit.empty or not np.isfinite(hit[f"{metric}_mean"].iloc[0]):
+                cells.append("–")
+                continue
+            mean, half = hit[f"{metric}_mean"].iloc[0], hit[f"{metric}_ci"].iloc[0]
+            cells.append(_fmt_flops(mean, half) if kind == "flops" else _fmt_ci(mean, half))
+        rows.append([label, str(int(g["n"].max())), *cells])
+    return ["configuration", "n", *[f"rate {r:g}" for r in rates]], rows
+
+
+def _styles(summary):
+    """Plot style per configuration: colour by model, line style by representation, marker by sparsity."""
+    from .models import list_models
+
+    models = list_models()
+    reps = sorted(summary["representation"].unique())
+    levels = sorted({(None if _isnan(s) else s, None if _isnan(e) else e)
+                     for s, e in zip(summary["sparsity"], summary["epsilon"])}, key=lambda t: (t[0] or -1, t[1] or -1))
+    lines, markers = ["-", "--", ":", "-."], ["o", "s", "^", "D", "v", "P", "X"]
+    styles = {}
+    for _, r in summary.drop_duplicates("config_id").iterrows():
+        level = (None if _isnan(r["sparsity"]) else r["sparsity"], None if _isnan(r["epsilon"]) else r["epsilon"])
+        styles[r["config_id"]] = {
+            "color": f"C{models.index(r['model']) % 10}" if r["model"] in models else "k",
+            "linestyle": lines[reps.index(r["representation"]) % len(lines)],
+            "marker": markers[levels.index(level) % len(markers)],
+        }
+    return styles
+
+
+def _slug(*parts) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(str(p) for p in parts)).strip("_")[:120]
+
+
+def _plots(summary, out_dir: Path, stem: str, primary, primary_name):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    configs = _config_order(summary)
+    styles = _styles(summary)
+
+    def line_plot(column, ylabel, fname, logy=False):
+        fig, ax = plt.subplots(figsize=(8.5, 4.8))
+        drawn = 0
+        for cid, label in configs:
+            g = summary[summary["config_id"] == cid].sort_values("rate")
+            y = g[f"{column}_mean"].to_numpy(dtype=float)
+            if not np.isfinite(y).any():
+                continue
+            err = np.nan_to_num(g[f"{column}_ci"].to_numpy(dtype=float))
+            ax.errorbar(g["rate"], y, yerr=err, capsize=3, label=label, **styles[cid])
+            drawn += 1
+        if not drawn:
+            plt.close(fig)
+            return
+        ax.set_xlabel("missing rate (fraction of training cells removed)")
+        ax.set_ylabel(ylabel)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        fig.tight_layout()
+        path = fig_dir / fname
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append((path, ylabel.split(" (")[0] + " vs missing rate"))
+
+    line_plot(primary, f"test {primary_name} (mean ± 95 % CI)", f"{stem}_{primary}_vs_rate.png")
+    line_plot("flops_train", "training FLOPs (mean ± 95 % CI, log scale)", f"{stem}_train_flops_vs_rate.png", logy=True)
+
+    # accuracy vs realised sparsity, one panel per rate; each sparse line starts at the dense MLP
+    # (same representation if there is one, else the best dense MLP at that rate) at sparsity 0
+    if any(_is_sparse_model(m) for m in summary["model"]):
+        rates = sorted(summary["rate"].unique())
+        ncols = min(4, len(rates))
+        nrows = math.ceil(len(rates) / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.1 * nrows), squeeze=False, sharey=True)
+        labels_seen = {}
+        for ax, rate in zip(axes.ravel(), rates):
+            at = summary[summary["rate"] == rate]
+            dense_all = at[at["model"] == "dense"]
+            for (model, rep), g in at[[_is_sparse_model(m) for m in at["model"]]].groupby(["model", "representation"]):
+                dense = dense_all[dense_all["representation"] == rep]
+                if dense.empty and not dense_all.empty:
+                    dense = dense_all.loc[[dense_all[f"{primary}_mean"].astype(float).idxmax()]]
+                xs = list(1 - g["density_mean"].to_numpy(dtype=float))
+                ys = list(g[f"{primary}_mean"].to_numpy(dtype=float))
+                es = list(np.nan_to_num(g[f"{primary}_ci"].to_numpy(dtype=float)))
+                if not dense.empty:
+                    xs = [0.0, *xs]
+                    ys = [float(dense[f"{primary}_mean"].iloc[0]), *ys]
+                    es = [float(np.nan_to_num(dense[f"{primary}_ci"].iloc[0])), *es]
+                order = np.argsort(xs)
+                style = dict(styles[g["config_id"].iloc[0]], marker="o")
+                label = f"{MODEL_NAMES.get(model, model)} ({rep})"
+                handle = ax.errorbar(np.asarray(xs)[order], np.asarray(ys)[order], yerr=np.asarray(es)[order],
+                                     capsize=3, **style)
+                labels_seen.setdefault(label, handle)
+            ax.set_title(f"rate {rate:g}", fontsize=9)
+            ax.set_xlabel("sparsity (1 − density); 0 = dense MLP", fontsize=8)
+            ax.grid(alpha=0.3)
+        for ax in axes.ravel()[len(rates):]:
+            ax.axis("off")
+        axes[0, 0].set_ylabel(f"test {primary_name}")
+        n_rows_legend = math.ceil(len(labels_seen) / 3)
+        fig.legend(list(labels_seen.values()), list(labels_seen), fontsize=7, loc="lower center",
+                   ncol=min(3, max(1, len(labels_seen))))
+        fig.tight_layout(rect=(0, min(0.4, 0.05 + 0.05 * n_rows_legend / nrows), 1, 1))
+        path = fig_dir / f"{stem}_{primary}_vs_sparsity.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append((path, f"{primary_name} vs sparsity, per missing rate"))
+    return files
+
+
+# ---------------------------------------------------------------------- rendering
+def _html_inline(text: str) -> str:
+    text = html.escape(text)
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+
+
+def render_markdown(blocks) -> str:
+    out = []
+    for b in blocks:
+        kind = b[0]
+        if kind == "h":
+            out.append(f"{'#' * b[1]} {b[2]}\n")
+        elif kind == "p":
+            out.append(f"{b[1]}\n")
+        elif kind == "ul":
+            out.append("\n".join(f"- {item}" for item in b[1]) + "\n")
+        elif kind == "table":
+            headers, rows = b[1], b[2]
+            esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+            out.append("| " + " | ".join(esc(h) for h in headers) + " |")
+            out.append("|" + "|".join("---" for _ in headers) + "|")
+            out.extend("| " + " | ".join(esc(c) for c in row) + " |" for row in rows)
+            out.append("")
+        elif kind == "img":
+            out.append(f"![{b[2]}]({b[1]})\n")
+    return "\n".join(out)
+
+
+def render_html(blocks, title: str) -> str:
+    body = []
+    for b in blocks:
+        kind = b[0]
+        if kind == "h":
+            body.append(f"<h{b[1]}>{_html_inline(b[2])}</h{b[1]}>")
+        elif kind == "p":
+            body.append(f"<p>{_html_inline(b[1])}</p>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{_html_inline(i)}</li>" for i in b[1]) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{_html_inline(h)}</th>" for h in b[1])
+            rows = "".join("<tr>" + "".join(f"<td>{_html_inline(str(c))}</td>" for c in row) + "</tr>" for row in b[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "img":
+            body.append(f'<figure><img src="{html.escape(b[1])}" alt="{html.escape(b[2])}"><figcaption>{html.escape(b[2])}</figcaption></figure>')
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.45}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}"
+             "th{background:#f3f3f3}img{max-width:100%}figure{margin:1em 0}figcaption{font-size:0.8em;color:#555}")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+# ---------------------------------------------------------------------- entry point
+def write_report(store, out_dir, experiment: str | None = None, plots: bool = True) -> dict:
+    """Write ``report.md``, ``report.html``, ``summary.csv`` and ``figures/*.png`` into ``out_dir``.
+
+    Returns the paths written. Raises StoreError when the store has no finished runs.
+    """
+    if not isinstance(store, ResultsStore):
+        store = ResultsStore(store, create=False)
+    frame = store.dataframe(experiment, expand=False)
+    if frame.empty:
+        known = store.experiments()
+        what = f" for experiment {experiment!r} (experiments in the store: {', '.join(known) or 'none'})" if experiment else ""
+        raise StoreError(f"no finished runs in {str(store.path)!r}{what}; run a sweep first (dualsparse run CONFIG.toml)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df = prepare(frame)
+    title = "dualsparse experiment report" + (f": {experiment}" if experiment else "")
+    head_blocks = [("h", 1, title)]
+    detail_blocks = []
+    summaries = []
+    groups = list(df.groupby(["experiment", "dataset", "mechanism"], sort=True))
+    multi_exp = df["experiment"].nunique() > 1
+    head_blocks.append(("h", 2, "Headline"))
+    for (exp, dataset, mechanism), g in groups:
+        task = g["task"].iloc[0]
+        metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+        primary, primary_name, _ = metrics[0]
+        summary = summarise(g, metrics)
+        summaries.append(summary)
+        use_val = bool(g[f"val_{primary}"].notna().all())
+        n_rep = g.groupby("config_id")["replicate"].nunique()
+        name = f"{dataset}, {mechanism.upper() if mechanism != 'none' else 'no missingness'}" + (f" ({exp})" if multi_exp else "")
+        head_blocks.append(("h", 3, name))
+        reps = f"{n_rep.min()}" if n_rep.min() == n_rep.max() else f"{n_rep.min()}–{n_rep.max()}"
+        head_blocks.append(("p", f"{len(g)} runs, {reps} replicates (seeds × folds) per configuration and rate; "
+                                 f"rates {', '.join(f'{r:g}' for r in sorted(g['rate'].unique()))}."))
+        head_blocks.extend(headline(g, summary, task, use_val))
+
+        stem = _slug(exp, dataset, mechanism)
+        detail_blocks.append(("h", 2, f"Details: {name}"))
+        for metric, mname, _ in metrics:
+            if f"{metric}_mean" in summary and np.isfinite(summary[f"{metric}_mean"].to_numpy(dtype=float)).any():
+                headers, rows = _metric_table(summary, metric)
+                detail_blocks.append(("h", 3, f"Test {mname} (mean ± 95 % CI over replicates)"))
+                detail_blocks.append(("table", headers, rows))
+        for metric, mname in (("flops_train", "Training FLOPs"), ("flops_train_dense", "Training FLOPs of the dense equivalent"),
+                              ("flops_inference", "Inference FLOPs per sample")):
+            if np.isfinite(summary[f"{metric}_mean"].to_numpy(dtype=float)).any():
+                headers, rows = _metric_table(summary, metric, kind="flops")
+                detail_blocks.append(("h", 3, f"{mname} (mean ± 95 % CI)"))
+                detail_blocks.append(("table", headers, rows))
+        headers, rows = _metric_table(summary, "fit_time_s")
+        detail_blocks.append(("h", 3, "Fit time, seconds (mean ± 95 % CI)"))
+        detail_blocks.append(("table", headers, rows))
+        if plots:
+            for path, caption in _plots(summary, out_dir, stem, primary, primary_name):
+                detail_blocks.append(("img", path.relative_to(out_dir).as_posix(), caption))
+
+    # methods / provenance
+    methods = [("h", 2, "How these numbers were made")]
+    versions = sorted({v for v in frame["versions"].dropna()})
+    items = [
+        f"{len(frame)} finished runs from {str(store.path)!r}; experiments: {', '.join(sorted(frame['experiment'].unique()))}.",
+        "Each cell is the mean over replicates (seeds, × folds under k-fold CV) with a 95 % Student-t interval; "
+        "comparisons are paired over the same replicates (same split, same amputation mask).",
+        "Missing values are removed from the training rows (and validation/test rows when apply_to = \"both\"); "
+        "representations are fitted on training rows only.",
+        "FLOPs follow dualsparse.sparse.flops: 2 per multiply-add actually formed, counted over the whole fit; the dense "
+        "equivalent is the same architecture fully connected on dense inputs. Baseline FLOPs are analytic (HGB: none).",
+    ]
+    failures = store.failures(experiment)
+    if failures:
+        items.append(f"**{len(failures)} run(s) failed** and are not in these tables; rerun the sweep to retry them "
+                     f"(first error: {failures[0]['error']}).")
+    for v in versions[:3]:
+        items.append("library versions: " + ", ".join(f"{k} {val}" for k, val in json.loads(v).items()))
+    methods.append(("ul", items))
+
+    blocks = head_blocks + detail_blocks + methods
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    md_path.write_text(render_markdown(blocks), encoding="utf-8")
+    html_path.write_text(render_html(blocks, title), encoding="utf-8")
+    import pandas as pd
+
+    summary_path = out_dir / "summary.csv"
+    pd.concat(summaries, ignore_index=True).to_csv(summary_path, index=False)
+    figures = sorted(str(p) for p in (out_dir / "figures").glob("*.png")) if plots else []
+    return {"markdown": str(md_path), "html": str(html_path), "summary": str(summary_path), "figures": figures}
+
+
+def export_results(store, fmt: str, out=None, experiment: str | None = None):
+    """Write every finished run as CSV or Parquet (``out`` None: CSV to stdout)."""
+    import sys
+
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"unknown format {fmt!r}; choose csv or parquet")
+    if not isinstance(store, ResultsStore):
+        store = ResultsStore(store, create=False)
+    frame = store.dataframe(experiment, expand=True)
+    if fmt == "parquet":
+        if out is None:
+            raise ValueError("parquet is binary: give --out FILE (e.g. --out results.parquet)")
+        frame.to_parquet(out, index=False)
+    elif out is None:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        frame.to_csv(out, index=False)
+    return len(frame)

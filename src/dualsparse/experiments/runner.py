@@ -1,0 +1,562 @@
+"""Run one grid point, and sweeps of them: serially, in local processes, or on a Dask cluster.
+
+A run is a pure function of its :class:`~dualsparse.experiments.config.RunSpec`: every random
+choice is seeded from the spec (split from (dataset, seed); amputation from (dataset, mechanism,
+rate, seed, fold); model from (seed, fold)), so a run gives the same numbers wherever it runs.
+Only the sweep's driver process writes to the store, one transaction per finished run.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import sys
+import threading
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from ..train import Callback
+from .config import RunSpec
+from .models import baseline_flops, make_estimator, model_info
+
+
+def stable_seed(*parts) -> int:
+    """A seed in [0, 2**31) that depends only on ``parts`` (not on Python's hash randomisation)."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+# ---------------------------------------------------------------------- helpers
+@functools.lru_cache(maxsize=16)
+def _load(name: str, options_json: str):
+    from ..data import load_dataset
+
+    return load_dataset(name, **json.loads(options_json))
+
+
+def split_indices(y, task: str, split: dict, seed: int, fold, dataset: str):
+    """(train, validation, test) row indices; stratified for classification when asked."""
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    n = len(y)
+    index = np.arange(n)
+    stratify = split["stratify"] and task == "classification"
+    rs = stable_seed("split", dataset, seed)
+    if split["method"] == "kfold":
+        cv = (StratifiedKFold if stratify else KFold)(n_splits=split["folds"], shuffle=True, random_state=rs)
+        train, test = list(cv.split(index, y if stratify else None))[fold]
+    else:
+        train, test = train_test_split(index, test_size=split["test_size"], random_state=rs,
+                                       stratify=y if stratify else None)
+    val = np.empty(0, dtype=np.int64)
+    if split["validation_size"] > 0:
+        train, val = train_test_split(train, test_size=split["validation_size"], random_state=stable_seed("validation", dataset, seed, fold),
+                                      stratify=y[train] if stratify else None)
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+class PeakMemory:
+    """Peak resident memory of this process while the block runs (sampled every 5 ms).
+
+    ``peak_mb`` is the highest RSS seen; ``increase_mb`` its rise over the RSS at the start.
+    """
+
+    def __init__(self, interval: float = 0.005):
+        self.interval = interval
+        self.peak = 0
+        self.start = 0
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            import psutil
+
+            return psutil.Process().memory_info().rss
+        except Exception:  # noqa: BLE001 - psutil missing: fall back to /proc
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self):
+        self.start = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        return False
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / 2**20
+
+    @property
+    def increase_mb(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+def library_versions() -> dict:
+    import numpy
+    import scipy
+    import sklearn
+    import torch
+
+    from .. import __version__
+
+    versions = {"dualsparse": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+                "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "torch": torch.__version__}
+    try:
+        import numba
+
+        versions["numba"] = numba.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    versions["platform"] = platform.platform()
+    return versions
+
+
+def limit_threads(threads: int | None) -> None:
+    """Cap torch, numba and BLAS/OpenMP threads of this process (None or 0: leave them alone)."""
+    if not threads:
+        return
+    import torch
+
+    torch.set_num_threads(int(threads))
+    try:
+        import numba
+
+        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=int(threads))
+    except Exception:  # noqa: BLE001
+        pass
+
+
+class thread_limits:
+    """``limit_threads`` for a block, restoring torch's, numba's and the BLAS/OpenMP pools' settings after."""
+
+    def __init__(self, threads: int | None):
+        self.threads = threads
+
+    def __enter__(self):
+        if not self.threads:
+            return self
+        import torch
+
+        self._torch = torch.get_num_threads()
+        try:
+            import numba
+
+            self._numba = numba.get_num_threads()
+        except Exception:  # noqa: BLE001
+            self._numba = None
+        try:
+            from threadpoolctl import threadpool_limits
+
+            self._pools = threadpool_limits(limits=int(self.threads))
+        except Exception:  # noqa: BLE001
+            self._pools = None
+        torch.set_num_threads(int(self.threads))
+        if self._numba is not None:
+            import numba
+
+            numba.set_num_threads(min(int(self.threads), numba.config.NUMBA_NUM_THREADS))
+        return self
+
+    def __exit__(self, *exc):
+        if not self.threads:
+            return False
+        import torch
+
+        torch.set_num_threads(self._torch)
+        if self._numba is not None:
+            import numba
+
+            numba.set_num_threads(self._numba)
+        if self._pools is not None:
+            self._pools.restore_original_limits()
+        return False
+
+
+def classification_metrics(y_true, proba, classes_model, n_classes: int, prefix: str = "") -> dict:
+    """accuracy, balanced accuracy, ROC AUC (binary; one-vs-rest macro otherwise), log loss."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss, roc_auc_score
+
+    full = np.zeros((proba.shape[0], n_classes))
+    full[:, np.asarray(classes_model, dtype=np.int64)] = proba
+    pred = full.argmax(axis=1)
+    out = {f"{prefix}accuracy": float(accuracy_score(y_true, pred)),
+           f"{prefix}balanced_accuracy": float(balanced_accuracy_score(y_true, pred))}
+    labels = np.arange(n_classes)
+    try:
+        if n_classes == 2:
+            auc = roc_auc_score(y_true, full[:, 1])
+        else:
+            auc = roc_auc_score(y_true, full, multi_class="ovr", labels=labels)
+        out[f"{prefix}roc_auc"] = float(auc)
+    except ValueError:  # a class absent from y_true
+        out[f"{prefix}roc_auc"] = None
+    clipped = np.clip(full, 1e-15, 1.0)
+    out[f"{prefix}log_loss"] = float(log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=labels))
+    return out
+
+
+def regression_metrics(y_true, pred, prefix: str = "") -> dict:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    return {f"{prefix}rmse": float(np.sqrt(mean_squared_error(y_true, pred))),
+            f"{prefix}mae": float(mean_absolute_error(y_true, pred)),
+            f"{prefix}r2": float(r2_score(y_true, pred))}
+
+
+def _is_sparse(X) -> bool:
+    import scipy.sparse as sp
+
+    return sp.issparse(X)
+
+
+def _missing_fraction(X) -> float:
+    if _is_sparse(X) or X.size == 0:
+        return 0.0
+    return float(np.isnan(X).mean())
+
+
+# ---------------------------------------------------------------------- one run
+def execute_run(spec: dict, threads: int | None = None, callbacks=None) -> dict:
+    """Run one grid point and return its result row (or a failure record; never raises)."""
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    key = RunSpec.from_dict(spec).key
+    try:
+        limit_threads(threads)
+        with warnings.catch_warnings(record=True) as caught, PeakMemory() as mem:
+            warnings.simplefilter("always")
+            result = _execute(spec, callbacks)
+        result.update({
+            "warnings": _unique_warnings(caught),
+            "status": "ok",
+            "run_key": key,
+            "config": spec,
+            "wall_time_s": time.perf_counter() - t0,
+            "peak_memory_mb": mem.peak_mb,
+            "memory_increase_mb": mem.increase_mb,
+            "versions": library_versions(),
+            "host": platform.node(),
+            "started_at": started,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+        return result
+    except Exception as err:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
+        return {"status": "failed", "run_key": key, "config": spec, "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc(), "started_at": started,
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _unique_warnings(caught, limit: int = 20) -> list[str]:
+    """Distinct warnings of a run ("Category: first line"), kept in its row instead of printed."""
+    seen = []
+    for w in caught:
+        text = f"{w.category.__name__}: {str(w.message).strip().splitlines()[0] if str(w.message).strip() else ''}"
+        if text not in seen:
+            seen.append(text)
+        if len(seen) >= limit:
+            break
+    return seen
+
+
+def _execute(spec: dict, callbacks) -> dict:
+    from ..data import ampute_split, make_representation
+
+    ds = _load(spec["dataset"], json.dumps(spec["dataset_options"], sort_keys=True))
+    X, y = ds.X, np.asarray(ds.y)
+    task = spec["task"]
+    seed, fold = spec["seed"], spec["fold"]
+    train, val, test = split_indices(y, task, spec["split"], seed, fold, spec["dataset"])
+    X_train, X_val, X_test = X[train], X[val], X[test]
+
+    # amputation: training rows (and, with apply_to = "both", validation and test rows)
+    if spec["rate"] > 0:
+        X_rest = np.vstack([X_val, X_test])
+        amp_seed = stable_seed("ampute", spec["dataset"], spec["mechanism"], spec["rate"], seed, fold)
+        X_train, X_rest, _, _ = ampute_split(
+            X_train, X_rest, spec["mechanism"], spec["rate"], random_state=amp_seed,
+            apply_to=spec["apply_to"], per_feature=spec["per_feature"], **spec["mechanism_options"],
+        )
+        X_val, X_test = X_rest[: len(val)], X_rest[len(val):]
+    missing_train = _missing_fraction(X_train)
+    missing_test = _missing_fraction(X_test)
+
+    # representation: fit on training rows only
+    rep = make_representation(spec["representation"], **spec["representation_options"])
+    t_rep = time.perf_counter()
+    Z_train = rep.fit_transform(X_train)
+    Z_val = rep.transform(X_val) if len(val) else None
+    Z_test = rep.transform(X_test)
+    represent_time = time.perf_counter() - t_rep
+
+    info = model_info(spec["model"])
+    if not info.accepts_sparse and _is_sparse(Z_train):
+        Z_train = Z_train.toarray()
+        Z_val = Z_val.toarray() if Z_val is not None else None
+        Z_test = Z_test.toarray()
+    est = make_estimator(spec["model"], task, spec["model_params"], sparsity=spec["sparsity"], epsilon=spec["epsilon"],
+                         random_state=stable_seed("model", seed, fold),
+                         callbacks=callbacks if info.family == "mlp" else None)
+    t_fit = time.perf_counter()
+    est.fit(Z_train, y[train])
+    fit_time = time.perf_counter() - t_fit
+
+    t_pred = time.perf_counter()
+    metrics = _metrics(est, task, Z_test, y[test], ds)
+    predict_time = time.perf_counter() - t_pred
+    if Z_val is not None:
+        metrics.update(_metrics(est, task, Z_val, y[val], ds, prefix="val_"))
+
+    if info.family == "mlp":
+        f = est.flops_
+        flops = {k: float(f[k]) for k in ("train", "train_dense", "inference_per_sample", "inference_per_sample_dense")}
+        from ..sparse import SparseLinear
+
+        layers = [m for m in est.module_.modules() if isinstance(m, SparseLinear)]
+        if layers:
+            nnz = sum(m.nnz for m in layers)
+            total = sum(m.in_features * m.out_features for m in layers)
+            density = nnz / total
+        else:
+            density = 1.0
+        epochs = int(est.n_iter_)
+    else:
+        flops = baseline_flops(spec["model"], est, Z_train.shape[1], len(train))
+        density = None if spec["model"] == "hgb" else 1.0
+        epochs = int(np.max(np.atleast_1d(est.n_iter_))) if getattr(est, "n_iter_", None) is not None else None
+    return {
+        "metrics": metrics,
+        "flops": flops,
+        "density": density,
+        "epochs": epochs,
+        "n_train": int(len(train)),
+        "n_val": int(len(val)),
+        "n_test": int(len(test)),
+        "n_features": int(Z_train.shape[1]),
+        "missing_fraction_train": missing_train,
+        "missing_fraction_test": missing_test,
+        "fit_time_s": fit_time,
+        "predict_time_s": predict_time,
+        "represent_time_s": represent_time,
+    }
+
+
+def _metrics(est, task, Z, y_true, ds, prefix=""):
+    if task == "classification":
+        n_classes = len(ds.target_names) if ds.target_names is not None else int(np.max(ds.y)) + 1
+        return classification_metrics(y_true, est.predict_proba(Z), est.classes_, n_classes, prefix)
+    return regression_metrics(y_true, est.predict(Z), prefix)
+
+
+# ---------------------------------------------------------------------- sweeps
+@dataclass
+class SweepSummary:
+    total: int
+    skipped: int
+    ran: int
+    failed: int
+    wall_time_s: float
+    failures: list
+
+    def line(self) -> str:
+        parts = [f"{self.total} runs: {self.skipped} already in the store, {self.ran - self.failed} finished now"]
+        if self.failed:
+            parts.append(f"{self.failed} FAILED")
+        return ", ".join(parts) + f" ({self.wall_time_s:.1f} s)"
+
+
+def _worker_init(threads, parent_pid):
+    limit_threads(threads)
+    # a worker outlives a driver killed with SIGKILL (nothing tells it); watch the parent and leave
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid, interval: float = 0.5):
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _run_in_worker(spec, threads):
+    return execute_run(spec, threads=threads)
+
+
+def run_sweep(config, store, *, jobs: int = 1, dask: str | None = None, quiet: bool = False,
+              threads: int | None = 1, epoch_progress: bool = True, max_runs: int | None = None,
+              show_warnings: bool = False) -> SweepSummary:
+    """Run every run of ``config`` that ``store`` does not hold yet; write each as it finishes.
+
+    ``jobs`` > 1: that many local worker processes (spawned). ``dask``: the address of a Dask
+    scheduler (``tcp://host:port``) or ``"local"`` (a LocalCluster of ``jobs`` worker
+    processes). ``threads``: torch / numba / BLAS threads per run, 1 by default: the small
+    networks of a sweep run faster single-threaded, and a sweep uses more cores through
+    ``jobs``; 0 or None leaves the libraries' defaults. Serially, the caller's thread settings
+    are restored afterwards. ``max_runs``: stop after that many runs (to split a long sweep
+    into sessions).
+    """
+    from .store import ResultsStore
+
+    if not isinstance(store, ResultsStore):
+        store = ResultsStore(store)
+    t0 = time.perf_counter()
+    specs = config.runs()
+    keys = [s.key for s in specs]
+    done = store.existing_keys(keys)
+    pending = [s for s, k in zip(specs, keys) if k not in done]
+    if max_runs is not None:
+        pending = pending[:max_runs]
+    store.register_experiment(config)
+    summary = SweepSummary(total=len(specs), skipped=len(done), ran=0, failed=0, wall_time_s=0.0, failures=[])
+    bar = _progress_bar(total=len(specs), initial=len(done), desc=config.name, quiet=quiet)
+
+    def record(result):
+        summary.ran += 1
+        if result["status"] == "ok":
+            store.write_result(result)
+            if show_warnings and not quiet:
+                for text in result.get("warnings", []):
+                    bar.write(f"warning in {RunSpec.from_dict(result['config']).label}: {text}")
+        else:
+            summary.failed += 1
+            summary.failures.append((result["config"], result["error"]))
+            store.write_failure(result)
+            if not quiet:
+                bar.write(f"run failed: {RunSpec.from_dict(result['config']).label}: {result['error']}")
+        bar.update(1)
+
+    try:
+        if dask:
+            _sweep_dask(pending, dask, jobs, threads, record, bar)
+        elif jobs > 1:
+            _sweep_processes(pending, jobs, threads, record, bar)
+        else:
+            with thread_limits(threads):
+                for spec in pending:
+                    bar.set_postfix_str(spec.label, refresh=False)
+                    cbs = [EpochProgress(position=1)] if (epoch_progress and not quiet) else None
+                    record(execute_run(spec.to_dict(), threads=None, callbacks=cbs))
+    finally:
+        bar.close()
+    summary.wall_time_s = time.perf_counter() - t0
+    return summary
+
+
+def _sweep_processes(pending, jobs, threads, record, bar):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                               initargs=(threads, os.getpid()))
+    try:
+        futures = {pool.submit(_run_in_worker, s.to_dict(), threads): s for s in pending}
+        for fut in as_completed(futures):
+            spec = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as err:  # noqa: BLE001 - a worker died
+                result = {"status": "failed", "run_key": spec.key, "config": spec.to_dict(),
+                          "error": f"worker process failed: {type(err).__name__}: {err}", "traceback": traceback.format_exc(),
+                          "started_at": None, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            bar.set_postfix_str(spec.label, refresh=False)
+            record(result)
+    except BaseException:
+        # interrupted (Ctrl-C): stop the workers now (their unfinished runs are not stored, so
+        # nothing is lost) instead of letting the pool finish its queue at exit
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _sweep_dask(pending, address, jobs, threads, record, bar):
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if address == "local":
+        cluster = LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(address, timeout="30s")
+    try:
+        futures = {}
+        for s in pending:
+            fut = client.submit(_run_in_worker, s.to_dict(), threads, key=f"dualsparse-run-{s.key}", pure=False)
+            futures[fut] = s
+        for fut in as_completed(list(futures)):
+            spec = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as err:  # noqa: BLE001 - worker lost, etc.
+                result = {"status": "failed", "run_key": spec.key, "config": spec.to_dict(),
+                          "error": f"dask task failed: {type(err).__name__}: {err}", "traceback": traceback.format_exc(),
+                          "started_at": None, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            bar.set_postfix_str(spec.label, refresh=False)
+            record(result)
+            futures.pop(fut, None)
+            fut.release()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# ---------------------------------------------------------------------- progress
+def _progress_bar(total, initial, desc, quiet):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="run", disable=quiet, dynamic_ncols=True,
+                file=sys.stderr, position=0)
+
+
+class EpochProgress(Callback):
+    """A per-epoch tqdm bar for one fit of a dualsparse MLP (shows the training loss)."""
+
+    def __init__(self, position: int = 1):
+        self.position = position
+        self.bar = None
+
+    def on_fit_begin(self, est, X, y, train_index, validation_index):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=int(est.max_epochs), desc="  epochs", unit="ep", leave=False,
+                        position=self.position, file=sys.stderr, dynamic_ncols=True)
+
+    def on_epoch_end(self, est, epoch, logs):
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+            self.bar.update(1)
+
+    def on_fit_end(self, est):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __getstate__(self):  # never pickle a live bar
+        return {"position": self.position, "bar": None}
