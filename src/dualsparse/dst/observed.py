@@ -78,8 +78,9 @@ class ObservedSET(TopologyAlgorithm):
 
     name = "set-observed"
 
-    def __init__(self, zeta: float = 0.3, every="epoch", grow_power: float = 1.0, drop_power: float = 0.5):
-        super().__init__(ObservedDrop(drop_power), ObservedGrow(grow_power), Schedule(zeta, every), "random")
+    def __init__(self, zeta: float = 0.3, every="epoch", grow_power: float = 1.0, drop_power: float = 0.5,
+                 grow_init: str = "zero"):
+        super().__init__(ObservedDrop(drop_power), ObservedGrow(grow_power), Schedule(zeta, every), grow_init)
 
     def prepare(self, X) -> None:
         frequency = observed_frequency(X)

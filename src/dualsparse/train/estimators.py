@@ -167,6 +167,7 @@ class _BaseSparseMLP(BaseEstimator):
             self.history_ = []
             self.n_iter_ = 0
             self._step = 0
+            self._pending_update = None
         train_index, val_index = self._split(X, y, rng, use_validation=self.early_stopping and not incremental)
         self.train_index_, self.validation_index_ = train_index, val_index
         if first:
@@ -197,6 +198,7 @@ class _BaseSparseMLP(BaseEstimator):
         for _ in range(epochs):
             epoch = self.n_iter_
             t0 = time.perf_counter()
+            self._apply_pending_update(rng, callbacks)
             callbacks.on_epoch_begin(self, epoch)
             self.module_.train()
             order = train_index[rng.permutation(train_index.size)]
@@ -224,13 +226,9 @@ class _BaseSparseMLP(BaseEstimator):
             if val_index.size:
                 logs["validation_score"] = self._validation_score(X, y, val_index, device)
             callbacks.on_epoch_end(self, epoch, logs)
-            if self.algorithm_.due(epoch, self._step, True):
-                t1 = time.perf_counter()
-                info = self.algorithm_.update(self.module_, self.optimizer_, epoch, self._step, rng)
-                logs["evolution_time_s"] = time.perf_counter() - t1
-                logs["topology"] = info
-                callbacks.on_topology_update(self, epoch, info)
             self.history_.append(logs)
+            if self.algorithm_.due(epoch, self._step, True):
+                self._pending_update = epoch
             if self.verbose:
                 extra = f", validation {logs['validation_score']:.4f}" if "validation_score" in logs else ""
                 print(f"epoch {epoch + 1}: loss {logs['loss']:.4f}{extra} ({logs['time_s']:.2f} s)")
@@ -253,6 +251,24 @@ class _BaseSparseMLP(BaseEstimator):
                 if hasattr(layer, "_csc_cache"):
                     layer._csc_cache = None
             self.best_validation_score_ = best_score
+
+    def _apply_pending_update(self, rng, callbacks):
+        """Evolve the topology between epochs.
+
+        An epoch-end update is deferred to the start of the next epoch, so a model returned by
+        fit never carries freshly regrown, untrained weights (SET's reference code likewise does
+        not evolve after its last epoch); partial_fit / warm_start pick the pending update up.
+        """
+        epoch = getattr(self, "_pending_update", None)
+        if epoch is None:
+            return
+        self._pending_update = None
+        t1 = time.perf_counter()
+        info = self.algorithm_.update(self.module_, self.optimizer_, epoch, self._step, rng)
+        if self.history_:
+            self.history_[-1]["evolution_time_s"] = time.perf_counter() - t1
+            self.history_[-1]["topology"] = info
+        callbacks.on_topology_update(self, epoch, info)
 
     def _step_batch(self, xb, yb, loss_fn):
         out = self.module_(xb)
