@@ -87,9 +87,10 @@ def _run(args) -> int:
         store.close()
     print(f"{config.name}: {summary.line()}; store {args.store}")
     if summary.failed:
+        from .experiments import RunSpec
+
         for cfg, error in summary.failures[:5]:
-            print(f"  failed: {cfg['dataset']} {cfg['mechanism']} {cfg['rate']:g} {cfg['representation']} {cfg['model']} "
-                  f"seed {cfg['seed']}: {error}", file=sys.stderr)
+            print(f"  failed: {RunSpec.from_dict(cfg).label}: {error}", file=sys.stderr)
         print("  (failures are recorded in the store's 'failures' table; run the command again to retry them)", file=sys.stderr)
         return EXIT_FAILED_RUNS
     return EXIT_OK
@@ -114,11 +115,11 @@ def _results(args) -> int:
     from .experiments import StoreError, export_results
 
     try:
-        n = export_results(args.store, args.format, args.out, experiment=args.experiment)
+        n = export_results(args.store, args.format, args.out, experiment=args.experiment, table=args.table)
     except (StoreError, ValueError) as err:
         return _error(str(err))
     if args.out is not None:
-        print(f"wrote {n} rows to {args.out}", file=sys.stderr)
+        print(f"wrote {n} rows{'' if args.table == 'runs' else f' of table {args.table}'} to {args.out}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -156,11 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     report.set_defaults(func=_report)
 
-    results = sub.add_parser("results", help="export the stored runs as CSV or Parquet")
+    results = sub.add_parser("results", help="export the stored runs (or per-example statistics, ...) as CSV or Parquet")
     results.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results file (default: ./{DEFAULT_STORE})")
     results.add_argument("--format", choices=("csv", "parquet"), default="csv")
     results.add_argument("--out", default=None, help="output file (default: CSV to stdout; required for parquet)")
     results.add_argument("--experiment", default=None, help="only this experiment")
+    results.add_argument("--table", choices=("runs", "examples", "epochs", "subsets", "continual"), default="runs",
+                         help="what to export: runs (default, one row per run), examples (per-example statistics of "
+                              "tracked runs, one row per run and dataset row), epochs (per-epoch statistics of tracked "
+                              "runs), subsets or continual (the study tables)")
     results.set_defaults(func=_results)
     return parser
 

@@ -4,7 +4,11 @@
 * :func:`run_sweep`: run the grid serially, in local processes or on Dask; resumes from the store.
 * :class:`ResultsStore`: the SQLite store (one row per finished run).
 * :func:`write_report`: Markdown + HTML report with a data-driven headline, tables and plots.
-* :func:`export_results`: the rows as CSV or Parquet.
+* :func:`export_results`: the rows (or a study table: ``examples``, ``epochs``, ``subsets``,
+  ``continual``) as CSV or Parquet.
+
+Learning-dynamics studies (``[dynamics]`` tracking and subset runs, ``[continual]`` sweeps) are
+validated in :mod:`.studies`, executed in :mod:`.study_runs` and reported in :mod:`.study_report`.
 """
 
 from .config import ConfigError, ExperimentConfig, RunSpec, describe, load_config, loads_config, run_key, validate_config

@@ -3,7 +3,9 @@
 The schema is documented for users in ``docs/experiments.md``. In short, a config has the
 sections ``[experiment]``, ``[data]``, ``[split]``, ``[missingness]``, ``[representations]``,
 ``[models]`` (with optional per-model tables ``[models.<name>]``) and ``[mlp]`` (settings shared by
-every dualsparse MLP). The sweep is the Cartesian product
+every dualsparse MLP), and optionally ``[dynamics]`` (per-example tracking, subset runs) or
+``[continual]`` (a continual-learning study instead of the grid; see :mod:`.studies`). The sweep
+is the Cartesian product
 
     datasets x mechanisms x rates x representations x models x (sparsities | epsilons) x seeds
     (x folds with k-fold cross-validation)
@@ -43,7 +45,8 @@ APPLY_TO = ("train", "both")
 DEFAULT_MECHANISMS = ("mcar", "mar", "mnar")
 NAN_REPRESENTATIONS = ("native-nan",)  # representations whose output keeps NaN for missing values
 
-_SECTIONS = ("experiment", "data", "split", "missingness", "representations", "models", "mlp")
+_SECTIONS = ("experiment", "data", "split", "missingness", "representations", "models", "mlp", "dynamics", "continual")
+_STUDY_SECTIONS = ("dynamics", "continual")  # optional; validated in .studies
 _KEYS = {
     "experiment": ("name", "description", "seeds"),
     "data": ("datasets", "options"),
@@ -96,9 +99,16 @@ class ExperimentConfig:
     raw: dict = field(default_factory=dict, repr=False)
     source: str = "config"
     skipped: list[str] = field(default_factory=list, repr=False)
+    dynamics: dict | None = None  # [dynamics]: tracking (and subsets) on the grid
+    continual: dict | None = None  # [continual]: a continual study instead of the grid
 
     def runs(self) -> list["RunSpec"]:
-        """Every run of the grid, in a stable order, each once (rate 0 shared by all mechanisms)."""
+        """Every run, in a stable order, each once: the grid (rate 0 shared by all mechanisms), then
+        any subset runs; or, with ``[continual]``, the continual runs."""
+        from .studies import continual_runs, subset_runs, tracked_dynamics
+
+        if self.continual is not None:
+            return continual_runs(self)
         specs, seen = [], set()
         folds = list(range(self.split["folds"])) if self.split["method"] == "kfold" else [None]
         for dataset in self.datasets:
@@ -137,11 +147,14 @@ class ExperimentConfig:
                                             sparsity=sparsity,
                                             epsilon=epsilon,
                                             seed=seed,
+                                            dynamics=tracked_dynamics(self, model) if self.dynamics is not None else None,
                                         )
                                         if spec.key in seen:
                                             continue
                                         seen.add(spec.key)
                                         specs.append(spec)
+        if self.dynamics is not None:
+            specs += subset_runs(self, specs)
         return specs
 
 
@@ -167,8 +180,17 @@ class RunSpec:
     sparsity: float | None
     epsilon: float | None
     seed: int
+    # learning-dynamics studies (absent from the key of a plain grid run, so old keys hold):
+    kind: str = "grid"  # "grid", "subset" or "continual"
+    dynamics: dict | None = None  # {data_seed, label_noise, tracking} of a [dynamics] config
+    subset: dict | None = None  # subset runs: reference run key, strategy, fraction, ...
+    continual: dict | None = None  # continual runs: scenario, replay, buffer_size, ...
+
+    _OPTIONAL = ("kind", "dynamics", "subset", "continual")
 
     def to_dict(self) -> dict:
+        extra = {k: getattr(self, k) for k in self._OPTIONAL
+                 if getattr(self, k) is not None and not (k == "kind" and self.kind == "grid")}
         return {
             "experiment": self.experiment,
             "dataset": self.dataset,
@@ -188,11 +210,12 @@ class RunSpec:
             "sparsity": self.sparsity,
             "epsilon": self.epsilon,
             "seed": self.seed,
+            **extra,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
-        return cls(**{k: copy.deepcopy(d[k]) for k in cls.__dataclass_fields__})
+        return cls(**{k: copy.deepcopy(d[k]) for k in cls.__dataclass_fields__ if k in d or k not in cls._OPTIONAL})
 
     @property
     def key(self) -> str:
@@ -202,8 +225,15 @@ class RunSpec:
     def label(self) -> str:
         level = f" s={self.sparsity:g}" if self.sparsity is not None else (f" eps={self.epsilon:g}" if self.epsilon is not None else "")
         fold = f" fold {self.fold}" if self.fold is not None else ""
+        study = ""
+        if self.kind == "subset":
+            study = f" subset {self.subset['strategy']} {self.subset['fraction']:g} of {self.subset['stats_from']}'s stats"
+        elif self.kind == "continual":
+            c = self.continual
+            study = f" {c['scenario']} replay {c['replay']}" + (f" {c['buffer_size']} rows" if c["replay"] != "none" else "")
+            return f"{self.dataset} {self.representation} {self.model}{level}{study} seed {self.seed}"
         return (f"{self.dataset} {self.mechanism} {self.rate:g} {self.representation} {self.model}{level} "
-                f"seed {self.seed}{fold}")
+                f"seed {self.seed}{fold}{study}")
 
 
 def run_key(config: dict) -> str:
@@ -266,6 +296,8 @@ def validate_config(raw: dict, source: str = "config", default_name: str = "expe
     problems.unknown_keys("the config (top-level sections)", raw, _SECTIONS)
     sections = {}
     for name in _SECTIONS:
+        if name in _STUDY_SECTIONS:
+            continue
         table = raw.get(name, {})
         if not isinstance(table, dict):
             problems.append(f"[{name}] must be a table (a [{name}] section), got {type(table).__name__}")
@@ -494,9 +526,22 @@ def validate_config(raw: dict, source: str = "config", default_name: str = "expe
             problems.append(f"model {m!r} supports {info.tasks} only, and every dataset ({', '.join(unsupported)}) is "
                             f"{dataset_tasks[unsupported[0]]}; remove it or add a dataset it can fit")
 
-    # split feasibility per dataset
-    for name, ds in loaded.items():
-        _check_split_feasible(name, ds, split, problems)
+    # the study sections
+    from .studies import validate_continual, validate_dynamics
+
+    dynamics = continual = None
+    params_of = {m: {**(mlp if infos[m].family == "mlp" else {}), **model_options.get(m, {})} for m in models}
+    if "dynamics" in raw:
+        dynamics = validate_dynamics(raw["dynamics"], models=models, model_params=params_of, dataset_tasks=dataset_tasks,
+                                     loaded=loaded, sparsities=sparsities, epsilons=epsilons, problems=problems)
+    if "continual" in raw:
+        continual = validate_continual(raw["continual"], raw=raw, models=models, dataset_tasks=dataset_tasks,
+                                       loaded=loaded, problems=problems)
+
+    # split feasibility per dataset (a continual study has its own split)
+    if continual is None:
+        for name, ds in loaded.items():
+            _check_split_feasible(name, ds, split, problems)
 
     if problems:
         raise ConfigError(problems, source)
@@ -524,6 +569,8 @@ def validate_config(raw: dict, source: str = "config", default_name: str = "expe
         model_representations=model_reps,
         raw=raw,
         source=source,
+        dynamics=dynamics,
+        continual=continual,
     )
     cfg.skipped = _skipped_combinations(cfg)
     if not cfg.runs():
@@ -704,7 +751,8 @@ def describe(cfg: ExperimentConfig, runs=None) -> str:
     runs = cfg.runs() if runs is None else runs
     lines = [f"experiment {cfg.name!r} ({cfg.source})"]
     lines.append(f"  datasets        {', '.join(f'{d} ({cfg.dataset_tasks[d]})' for d in cfg.datasets)}")
-    lines.append(f"  missingness     {', '.join(cfg.mechanisms)} at rates {', '.join(f'{r:g}' for r in cfg.rates)} (applied to {cfg.apply_to})")
+    if cfg.continual is None:
+        lines.append(f"  missingness     {', '.join(cfg.mechanisms)} at rates {', '.join(f'{r:g}' for r in cfg.rates)} (applied to {cfg.apply_to})")
     lines.append(f"  representations {', '.join(cfg.representations) or '-'}")
     for m, reps in cfg.model_representations.items():
         lines.append(f"    {m}: {', '.join(reps)}")
@@ -714,11 +762,16 @@ def describe(cfg: ExperimentConfig, runs=None) -> str:
     if cfg.epsilons is not None:
         lines.append(f"  epsilons        {', '.join(f'{e:g}' for e in cfg.epsilons)}")
     split = cfg.split
-    if split["method"] == "kfold":
+    if cfg.continual is not None:
+        lines.append(f"  split           per task: test {cfg.continual['test_size']:g} (stratified), no validation")
+    elif split["method"] == "kfold":
         lines.append(f"  split           {split['folds']}-fold CV, validation {split['validation_size']:g} of each training part, stratify={split['stratify']}")
     else:
         lines.append(f"  split           holdout test {split['test_size']:g}, validation {split['validation_size']:g} of the rest, stratify={split['stratify']}")
     lines.append(f"  seeds           {', '.join(map(str, cfg.seeds))}")
+    from .studies import describe_lines
+
+    lines.extend(describe_lines(cfg, runs))
     for note in cfg.skipped:
         lines.append(f"  skipped         {note}")
     lines.append(f"  runs            {len(runs)}")

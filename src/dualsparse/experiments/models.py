@@ -30,6 +30,7 @@ MLP_PARAM_EXCLUDED = {
     "algorithm": "the model name is the algorithm (models dense, static, set, rigl)",
     "verbose": "progress is shown by the runner (use --quiet to hide it)",
     "warm_start": "every run trains from scratch",
+    "track_examples": "add a [dynamics] section: the runner attaches the tracker and stores its statistics",
 }
 
 BASELINE_DEFAULTS = {

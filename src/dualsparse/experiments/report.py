@@ -13,6 +13,8 @@ What the report says, and how it decides it:
   compared paired over replicates: the mean difference with its 95 % t-interval, a paired
   t-test (significant at p < 0.05) and a Wilcoxon signed-rank test. Training FLOPs are compared
   the same way. When sparse is worse the headline says "sparse loses", in words.
+* Learning-dynamics studies (tracked runs, subset runs, continual runs) add their own sections,
+  only when such runs are in the store; see :mod:`.study_report`.
 """
 
 from __future__ import annotations
@@ -497,14 +499,17 @@ def write_report(store, out_dir, experiment: str | None = None, plots: bool = Tr
         raise StoreError(f"no finished runs in {str(store.path)!r}{what}; run a sweep first (dualsparse run CONFIG.toml)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    df = prepare(frame)
+    kinds = frame["kind"].fillna("grid") if "kind" in frame else None
+    grid_frame = frame[kinds == "grid"] if kinds is not None else frame
+    df = prepare(grid_frame) if len(grid_frame) else grid_frame
     title = "dualsparse experiment report" + (f": {experiment}" if experiment else "")
     head_blocks = [("h", 1, title)]
     detail_blocks = []
     summaries = []
-    groups = list(df.groupby(["experiment", "dataset", "mechanism"], sort=True))
-    multi_exp = df["experiment"].nunique() > 1
-    head_blocks.append(("h", 2, "Headline"))
+    groups = list(df.groupby(["experiment", "dataset", "mechanism"], sort=True)) if len(df) else []
+    multi_exp = df["experiment"].nunique() > 1 if len(df) else False
+    if groups:
+        head_blocks.append(("h", 2, "Headline"))
     for (exp, dataset, mechanism), g in groups:
         task = g["task"].iloc[0]
         metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
@@ -540,6 +545,13 @@ def write_report(store, out_dir, experiment: str | None = None, plots: bool = Tr
             for path, caption in _plots(summary, out_dir, stem, primary, primary_name):
                 detail_blocks.append(("img", path.relative_to(out_dir).as_posix(), caption))
 
+    # learning-dynamics studies: sections only where their runs exist
+    from .study_report import study_sections
+
+    studies = study_sections(store, frame, out_dir, plots, experiment)
+    head_blocks.extend(studies["head"])
+    detail_blocks.extend(studies["detail"])
+
     # methods / provenance
     methods = [("h", 2, "How these numbers were made")]
     versions = sorted({v for v in frame["versions"].dropna()})
@@ -552,6 +564,20 @@ def write_report(store, out_dir, experiment: str | None = None, plots: bool = Tr
         "FLOPs follow dualsparse.sparse.flops: 2 per multiply-add actually formed, counted over the whole fit; the dense "
         "equivalent is the same architecture fully connected on dense inputs. Baseline FLOPs are analytic (HGB: none).",
     ]
+    kinds_present = set(frame["kind"].fillna("grid")) if "kind" in frame else {"grid"}
+    if studies["head"]:
+        items.append("Tracked runs ([dynamics]): per-example statistics from dualsparse.dynamics.ExampleTracker (forgetting "
+                     "events over presentations, Toneva et al. 2019; confidence/variability from epoch-end evaluations, "
+                     "Swayamdipta et al. 2020; EL2N and GraNd, Paul et al. 2021). The split and the flipped labels depend on "
+                     "[dynamics] data_seed only, so the seeds differ in initialisation and batch order, and every model and "
+                     "seed is scored on the same training rows.")
+    if "subset" in kinds_present:
+        items.append("Subset runs: rows chosen by dualsparse.dynamics.select_subset from the statistics of the reference run "
+                     "(same grid point and seed, all rows); the FLOP ratio compares the subset run's training FLOPs with the "
+                     "dense model's on all rows.")
+    if "continual" in kinds_present:
+        items.append("Continual runs: dualsparse.dynamics.run_continual (partial_fit, one epoch per call); the representation "
+                     "is fitted on the training rows of all tasks; the test rows of each task are a stratified holdout.")
     failures = store.failures(experiment)
     if failures:
         items.append(f"**{len(failures)} run(s) failed** and are not in these tables; rerun the sweep to retry them "
@@ -567,20 +593,34 @@ def write_report(store, out_dir, experiment: str | None = None, plots: bool = Tr
     import pandas as pd
 
     summary_path = out_dir / "summary.csv"
-    pd.concat(summaries, ignore_index=True).to_csv(summary_path, index=False)
+    (pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()).to_csv(summary_path, index=False)
+    tables = {}
+    for name, rows in studies["tables"].items():
+        tables[name] = str(out_dir / f"{name}.csv")
+        pd.DataFrame(rows).to_csv(tables[name], index=False)
     figures = sorted(str(p) for p in (out_dir / "figures").glob("*.png")) if plots else []
-    return {"markdown": str(md_path), "html": str(html_path), "summary": str(summary_path), "figures": figures}
+    return {"markdown": str(md_path), "html": str(html_path), "summary": str(summary_path), "figures": figures,
+            "tables": tables}
 
 
-def export_results(store, fmt: str, out=None, experiment: str | None = None):
-    """Write every finished run as CSV or Parquet (``out`` None: CSV to stdout)."""
+def export_results(store, fmt: str, out=None, experiment: str | None = None, table: str = "runs"):
+    """Write every finished run (or the rows of a study table) as CSV or Parquet (``out`` None: CSV to stdout).
+
+    ``table``: ``runs`` (default), or ``examples`` (per-example statistics of tracked runs, one row
+    per (run, dataset row)), ``epochs``, ``subsets`` or ``continual``; the study tables carry
+    their run's identity columns (experiment, kind, dataset, ..., model, sparsity, epsilon, seed).
+    """
     import sys
+
+    from .store import TABLES
 
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"unknown format {fmt!r}; choose csv or parquet")
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
     if not isinstance(store, ResultsStore):
         store = ResultsStore(store, create=False)
-    frame = store.dataframe(experiment, expand=True)
+    frame = store.dataframe(experiment, expand=True) if table == "runs" else store.table(table, experiment)
     if fmt == "parquet":
         if out is None:
             raise ValueError("parquet is binary: give --out FILE (e.g. --out results.parquet)")

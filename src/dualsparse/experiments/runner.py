@@ -241,8 +241,12 @@ def _missing_fraction(X) -> float:
 
 
 # ---------------------------------------------------------------------- one run
-def execute_run(spec: dict, threads: int | None = None, callbacks=None) -> dict:
-    """Run one grid point and return its result row (or a failure record; never raises)."""
+def execute_run(spec: dict, threads: int | None = None, callbacks=None, payload: dict | None = None) -> dict:
+    """Run one grid point and return its result row (or a failure record; never raises).
+
+    ``payload``: what a subset run trains on (chosen by the driver from its reference run's stored
+    statistics, see :func:`.study_runs.subset_payload`); None for the other kinds.
+    """
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     key = RunSpec.from_dict(spec).key
@@ -250,7 +254,7 @@ def execute_run(spec: dict, threads: int | None = None, callbacks=None) -> dict:
         limit_threads(threads)
         with warnings.catch_warnings(record=True) as caught, PeakMemory() as mem:
             warnings.simplefilter("always")
-            result = _execute(spec, callbacks)
+            result = _execute(spec, callbacks, payload)
         result.update({
             "warnings": _unique_warnings(caught),
             "status": "ok",
@@ -283,20 +287,36 @@ def _unique_warnings(caught, limit: int = 20) -> list[str]:
     return seen
 
 
-def _execute(spec: dict, callbacks) -> dict:
+def _execute(spec: dict, callbacks, payload=None) -> dict:
     from ..data import ampute_split, make_representation
 
+    kind = spec.get("kind", "grid")
+    if kind == "continual":
+        from .study_runs import execute_continual
+
+        return execute_continual(spec, _load, split_indices, stable_seed)
     ds = _load(spec["dataset"], json.dumps(spec["dataset_options"], sort_keys=True))
     X, y = ds.X, np.asarray(ds.y)
     task = spec["task"]
     seed, fold = spec["seed"], spec["fold"]
-    train, val, test = split_indices(y, task, spec["split"], seed, fold, spec["dataset"])
+    dyn = spec.get("dynamics")
+    # a [dynamics] config fixes the data (split, label noise, amputation) by its data_seed, so that
+    # the seeds differ only in the model's initialisation and batch order
+    data_seed = dyn["data_seed"] if dyn else seed
+    train, val, test = split_indices(y, task, spec["split"], data_seed, fold, spec["dataset"])
     X_train, X_val, X_test = X[train], X[val], X[test]
+    y_fit = y[train]
+    noisy = np.zeros(len(train), dtype=bool)
+    if dyn and dyn.get("label_noise", 0) > 0:
+        from .study_runs import flip_labels
+
+        y_fit, noisy = flip_labels(y_fit, dyn["label_noise"], stable_seed("label_noise", spec["dataset"], data_seed, fold),
+                                   classes=np.unique(y))
 
     # amputation: training rows (and, with apply_to = "both", validation and test rows)
     if spec["rate"] > 0:
         X_rest = np.vstack([X_val, X_test])
-        amp_seed = stable_seed("ampute", spec["dataset"], spec["mechanism"], spec["rate"], seed, fold)
+        amp_seed = stable_seed("ampute", spec["dataset"], spec["mechanism"], spec["rate"], data_seed, fold)
         X_train, X_rest, _, _ = ampute_split(
             X_train, X_rest, spec["mechanism"], spec["rate"], random_state=amp_seed,
             apply_to=spec["apply_to"], per_feature=spec["per_feature"], **spec["mechanism_options"],
@@ -318,11 +338,21 @@ def _execute(spec: dict, callbacks) -> dict:
         Z_train = Z_train.toarray()
         Z_val = Z_val.toarray() if Z_val is not None else None
         Z_test = Z_test.toarray()
+    tracker = None
+    if dyn and dyn.get("tracking") is not None and info.family == "mlp" and kind == "grid":
+        from ..dynamics import ExampleTracker
+
+        tracker = ExampleTracker(**dyn["tracking"])
+        callbacks = [*(callbacks or []), tracker]
     est = make_estimator(spec["model"], task, spec["model_params"], sparsity=spec["sparsity"], epsilon=spec["epsilon"],
                          random_state=stable_seed("model", seed, fold),
                          callbacks=callbacks if info.family == "mlp" else None)
+    fit_rows = np.arange(len(train))
+    if kind == "subset":
+        fit_rows = np.asarray(payload["positions"], dtype=np.int64)
+    Z_fit = Z_train if kind != "subset" else Z_train[fit_rows]
     t_fit = time.perf_counter()
-    est.fit(Z_train, y[train])
+    est.fit(Z_fit, y_fit[fit_rows])
     fit_time = time.perf_counter() - t_fit
 
     t_pred = time.perf_counter()
@@ -348,12 +378,12 @@ def _execute(spec: dict, callbacks) -> dict:
         flops = baseline_flops(spec["model"], est, Z_train.shape[1], len(train))
         density = None if spec["model"] == "hgb" else 1.0
         epochs = int(np.max(np.atleast_1d(est.n_iter_))) if getattr(est, "n_iter_", None) is not None else None
-    return {
+    out = {
         "metrics": metrics,
         "flops": flops,
         "density": density,
         "epochs": epochs,
-        "n_train": int(len(train)),
+        "n_train": int(len(fit_rows)),
         "n_val": int(len(val)),
         "n_test": int(len(test)),
         "n_features": int(Z_train.shape[1]),
@@ -363,6 +393,19 @@ def _execute(spec: dict, callbacks) -> dict:
         "predict_time_s": predict_time,
         "represent_time_s": represent_time,
     }
+    if tracker is not None:
+        from .study_runs import tracked_parts
+
+        parts = tracked_parts(tracker, est, train, test, y_fit, y[train], noisy, Z_train, Z_test, y[test])
+        metrics.update(parts.pop("metrics"))
+        out.update(parts)
+    elif kind == "subset":
+        from .study_runs import subset_parts
+
+        parts = subset_parts(spec, payload, est, len(train), int(noisy[fit_rows].sum()))
+        metrics.update(parts.pop("metrics"))
+        out.update(parts)
+    return out
 
 
 def _metrics(est, task, Z, y_true, ds, prefix=""):
@@ -402,8 +445,8 @@ def _exit_with_parent(parent_pid, interval: float = 0.5):
             os._exit(1)
 
 
-def _run_in_worker(spec, threads):
-    return execute_run(spec, threads=threads)
+def _run_in_worker(spec, threads, payload=None):
+    return execute_run(spec, threads=threads, payload=payload)
 
 
 def run_sweep(config, store, *, jobs: int = 1, dask: str | None = None, quiet: bool = False,
@@ -418,6 +461,11 @@ def run_sweep(config, store, *, jobs: int = 1, dask: str | None = None, quiet: b
     ``jobs``; 0 or None leaves the libraries' defaults. Serially, the caller's thread settings
     are restored afterwards. ``max_runs``: stop after that many runs (to split a long sweep
     into sessions).
+
+    Subset runs (``[dynamics.subsets]``) need the statistics of their reference runs, so they go
+    in a second phase, after every other pending run; the driver chooses their rows from the
+    store. A subset run whose reference is missing (it failed) is recorded as failed and retried
+    next time.
     """
     from .store import ResultsStore
 
@@ -449,82 +497,149 @@ def run_sweep(config, store, *, jobs: int = 1, dask: str | None = None, quiet: b
                 bar.write(f"run failed: {RunSpec.from_dict(result['config']).label}: {result['error']}")
         bar.update(1)
 
+    if dask:
+        backend = _DaskBackend(dask, jobs, threads)
+    elif jobs > 1:
+        backend = _ProcessBackend(jobs, threads)
+    else:
+        backend = _SerialBackend(threads, epoch_progress and not quiet)
+    first = [(s, None) for s in pending if s.kind != "subset"]
+    second = [s for s in pending if s.kind == "subset"]
     try:
-        if dask:
-            _sweep_dask(pending, dask, jobs, threads, record, bar)
-        elif jobs > 1:
-            _sweep_processes(pending, jobs, threads, record, bar)
-        else:
-            with thread_limits(threads):
-                for spec in pending:
-                    bar.set_postfix_str(spec.label, refresh=False)
-                    cbs = [EpochProgress(position=1)] if (epoch_progress and not quiet) else None
-                    record(execute_run(spec.to_dict(), threads=None, callbacks=cbs))
+        backend.run(first, record, bar)
+        if second:
+            from .study_runs import subset_payload
+
+            items = []
+            for spec in second:
+                try:
+                    items.append((spec, subset_payload(spec, store)))
+                except LookupError as err:
+                    record({"status": "failed", "run_key": spec.key, "config": spec.to_dict(),
+                            "error": f"subset run not started: {err}", "traceback": None, "started_at": None,
+                            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            backend.run(items, record, bar)
+        backend.close()
+    except BaseException:
+        backend.abort()
+        raise
     finally:
         bar.close()
     summary.wall_time_s = time.perf_counter() - t0
     return summary
 
 
-def _sweep_processes(pending, jobs, threads, record, bar):
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+def _failed(spec, error):
+    return {"status": "failed", "run_key": spec.key, "config": spec.to_dict(), "error": error,
+            "traceback": traceback.format_exc(), "started_at": None,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
-    ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                               initargs=(threads, os.getpid()))
-    try:
-        futures = {pool.submit(_run_in_worker, s.to_dict(), threads): s for s in pending}
+
+class _SerialBackend:
+    def __init__(self, threads, epoch_progress):
+        self.threads = threads
+        self.epoch_progress = epoch_progress
+
+    def run(self, items, record, bar):
+        with thread_limits(self.threads):
+            for spec, payload in items:
+                bar.set_postfix_str(spec.label, refresh=False)
+                cbs = [EpochProgress(position=1)] if (self.epoch_progress and spec.kind != "continual") else None
+                record(execute_run(spec.to_dict(), threads=None, callbacks=cbs, payload=payload))
+
+    def close(self):
+        pass
+
+    def abort(self):
+        pass
+
+
+class _ProcessBackend:
+    """Spawned worker processes, started on first use and kept for every phase of the sweep."""
+
+    def __init__(self, jobs, threads):
+        self.jobs, self.threads = jobs, threads
+        self.pool = None
+
+    def run(self, items, record, bar):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        if not items:
+            return
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
+                                            initializer=_worker_init, initargs=(self.threads, os.getpid()))
+        futures = {self.pool.submit(_run_in_worker, s.to_dict(), self.threads, p): s for s, p in items}
         for fut in as_completed(futures):
             spec = futures[fut]
             try:
                 result = fut.result()
             except Exception as err:  # noqa: BLE001 - a worker died
-                result = {"status": "failed", "run_key": spec.key, "config": spec.to_dict(),
-                          "error": f"worker process failed: {type(err).__name__}: {err}", "traceback": traceback.format_exc(),
-                          "started_at": None, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                result = _failed(spec, f"worker process failed: {type(err).__name__}: {err}")
             bar.set_postfix_str(spec.label, refresh=False)
             record(result)
-    except BaseException:
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    def abort(self):
         # interrupted (Ctrl-C): stop the workers now (their unfinished runs are not stored, so
         # nothing is lost) instead of letting the pool finish its queue at exit
-        for process in list(getattr(pool, "_processes", {}).values()):
+        if self.pool is None:
+            return
+        for process in list(getattr(self.pool, "_processes", {}).values()):
             process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _sweep_dask(pending, address, jobs, threads, record, bar):
-    from distributed import Client, LocalCluster, as_completed
+class _DaskBackend:
+    def __init__(self, address, jobs, threads):
+        self.address, self.jobs, self.threads = address, jobs, threads
+        self.client = self.cluster = None
 
-    cluster = None
-    if address == "local":
-        cluster = LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
-    else:
-        client = Client(address, timeout="30s")
-    try:
+    def _connect(self):
+        from distributed import Client, LocalCluster
+
+        if self.address == "local":
+            self.cluster = LocalCluster(n_workers=max(self.jobs, 1), threads_per_worker=1, processes=True,
+                                        dashboard_address=None)
+            self.client = Client(self.cluster)
+        else:
+            self.client = Client(self.address, timeout="30s")
+
+    def run(self, items, record, bar):
+        from distributed import as_completed
+
+        if not items:
+            return
+        if self.client is None:
+            self._connect()
         futures = {}
-        for s in pending:
-            fut = client.submit(_run_in_worker, s.to_dict(), threads, key=f"dualsparse-run-{s.key}", pure=False)
+        for s, p in items:
+            fut = self.client.submit(_run_in_worker, s.to_dict(), self.threads, p, key=f"dualsparse-run-{s.key}", pure=False)
             futures[fut] = s
         for fut in as_completed(list(futures)):
             spec = futures[fut]
             try:
                 result = fut.result()
             except Exception as err:  # noqa: BLE001 - worker lost, etc.
-                result = {"status": "failed", "run_key": spec.key, "config": spec.to_dict(),
-                          "error": f"dask task failed: {type(err).__name__}: {err}", "traceback": traceback.format_exc(),
-                          "started_at": None, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                result = _failed(spec, f"dask task failed: {type(err).__name__}: {err}")
             bar.set_postfix_str(spec.label, refresh=False)
             record(result)
             futures.pop(fut, None)
             fut.release()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None
+
+    def abort(self):
+        self.close()
 
 
 # ---------------------------------------------------------------------- progress
