@@ -44,16 +44,7 @@ def test_shipped_configs_pass_the_experiments_validator(name, kinds):
     assert len({r.seed for r in runs}) >= 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import numba
-
-    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(torch_threads)
-    numba.set_num_threads(numba_threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def load(name):

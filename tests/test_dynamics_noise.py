@@ -12,16 +12,7 @@ from dualsparse import SparseMLPClassifier
 from dualsparse.dynamics import ExampleTracker, hardness
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import numba
-
-    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(torch_threads)
-    numba.set_num_threads(numba_threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
