@@ -6,9 +6,18 @@
 Both keep memory at O(nnz) beyond the activations. The batch-last trick costs no copies in a
 stack of layers: a layer returns ``yt.t()`` — a (batch, out) *view* of a (out, batch) buffer —
 so the next layer's ``x.t()`` is already contiguous, and elementwise activations keep the layout.
+Only the network's input and the loss gradient are transposed (a tiled parallel copy).
+
+Outputs are allocated with ``empty`` and written by the kernels (bias included), never zero-filled
+first. The value gradient reuses the memory of the previous step's gradient when nothing holds it
+any more (see :func:`_value_grad_buffer`): for a layer of tens of millions of weights a fresh
+allocation per step costs more page faults than the backward pass itself.
 """
 
 from __future__ import annotations
+
+import sys
+import weakref
 
 import numpy as np
 import torch
@@ -16,6 +25,8 @@ import torch
 from . import kernels
 
 _GATHER_CHUNK = 1 << 22  # elements per chunk in the torch backend's value gradient
+_GRAD_BUFFERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_RECYCLE_MIN = 1 << 16  # recycle value-gradient memory from this many weights up
 
 
 def _backend(layer, device: torch.device) -> str:
@@ -25,11 +36,28 @@ def _backend(layer, device: torch.device) -> str:
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().numpy()
+    return t.detach().numpy() if t.requires_grad else t.numpy()
+
+
+def _idx(t: torch.Tensor) -> np.ndarray:
+    """An index array for the kernels; int32 is viewed as uint32 (free), which spares Numba the
+    negative-index wraparound on every gather (3-15 % at batch 2)."""
+    a = t.numpy()
+    return a.view(np.uint32) if a.dtype == np.int32 else a
+
+
+def _bias_np(bias, like: torch.Tensor) -> np.ndarray:
+    """The bias as an array, or an empty array of ``like``'s dtype (the kernels' "no bias")."""
+    if bias is None:
+        return np.empty(0, dtype=_np(like[:0]).dtype)
+    return _np(bias)
 
 
 def transpose_pattern(n_in: int, row_ptr: torch.Tensor, col_idx: torch.Tensor):
-    """CSC view of a CSR pattern: (col_ptr, row_idx, perm) on the pattern's device."""
+    """CSC view of a CSR pattern: (col_ptr, row_idx, perm) on the pattern's device.
+
+    On the CPU, ``row_idx`` and ``perm`` are int32 while the layer has fewer than 2**31 weights.
+    """
     if row_ptr.device.type == "cpu":
         col_ptr, row_idx, perm = kernels.csr_to_csc(n_in, _np(row_ptr), _np(col_idx))
         return torch.from_numpy(col_ptr), torch.from_numpy(row_idx), torch.from_numpy(perm)
@@ -43,24 +71,59 @@ def transpose_pattern(n_in: int, row_ptr: torch.Tensor, col_idx: torch.Tensor):
 
 
 def _batch_last(x: torch.Tensor) -> torch.Tensor:
+    """``x.t()`` as a C-contiguous (features, batch) tensor; a view when it already is one."""
     xt = x.t()
-    return xt if xt.is_contiguous() else xt.contiguous()
+    if xt.is_contiguous():
+        return xt
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.is_contiguous() and x.numel() >= 4096:
+        out = torch.empty(xt.shape, dtype=x.dtype)
+        kernels.transpose(_np(x), _np(out))
+        return out
+    return xt.contiguous()
+
+
+def _value_grad_buffer(layer, values: torch.Tensor) -> torch.Tensor:
+    """An uninitialised (nnz,) tensor for the value gradient (the kernels write every entry).
+
+    The memory of the last one handed out is reused if no tensor refers to it any more — e.g.
+    after ``optimizer.zero_grad(set_to_none=True)`` — which the reference count of the numpy
+    array behind it tells exactly (every torch tensor or view on it holds one reference). When
+    the previous gradient is still alive (kept by the user, accumulated into, returned by
+    ``autograd.grad``), a fresh buffer is allocated, so results never alias.
+    """
+    n = values.shape[0]
+    if n < _RECYCLE_MIN:
+        return torch.empty_like(values)
+    dtype = _np(values[:0]).dtype
+    arr = _GRAD_BUFFERS.get(layer)
+    # 3 references: the dict's, the local name and getrefcount's argument
+    if arr is None or arr.shape[0] != n or arr.dtype != dtype or sys.getrefcount(arr) > 3:
+        fresh = np.empty(n, dtype=dtype)
+        if arr is None or arr.shape[0] != n or arr.dtype != dtype:
+            _GRAD_BUFFERS[layer] = fresh
+        return torch.from_numpy(fresh)
+    return torch.from_numpy(arr)
 
 
 # ---------------------------------------------------------------------------- dense input
 class _SparseLinearFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, values, bias, layer):
-        xt = _batch_last(x.to(values.dtype))
         backend = _backend(layer, x.device)
+        xt = _batch_last(x.to(values.dtype))
         n_out, batch = layer.out_features, xt.shape[1]
-        if bias is not None:
-            yt = bias.detach().unsqueeze(1).expand(n_out, batch).contiguous()
-        else:
-            yt = torch.zeros(n_out, batch, dtype=values.dtype, device=x.device)
+        # a fresh buffer, fully written: never an alias of the bias (batch 1) or of the input
+        yt = torch.empty(n_out, batch, dtype=values.dtype, device=x.device)
         if backend == "numba":
-            kernels.csr_forward(_np(layer.row_ptr), _np(layer.col_idx), _np(values), _np(xt), _np(yt))
+            kernels.run(
+                kernels.csr_forward, layer.nnz * batch,
+                _np(layer.row_ptr), _idx(layer.col_idx), _np(values), _bias_np(bias, values), _np(xt), _np(yt),
+            )
         else:
+            if bias is not None:
+                yt.copy_(bias.detach().unsqueeze(1))
+            else:
+                yt.zero_()
             yt += torch.sparse.mm(_csr(layer.row_ptr, layer.col_idx, values.detach(), (n_out, layer.in_features)), xt)
         ctx.layer = layer
         ctx.backend = backend
@@ -74,23 +137,42 @@ class _SparseLinearFn(torch.autograd.Function):
         layer = ctx.layer
         gt = _batch_last(grad_out.to(values.dtype))
         need_x = ctx.needs_input_grad[0]
-        col_ptr, row_idx, perm = layer.csc()
-        gv = torch.empty_like(values)
         gxt = None
         if ctx.backend == "numba":
-            if need_x:
-                gxt = torch.zeros_like(xt)
-                kernels.csc_backward(_np(col_ptr), _np(row_idx), _np(perm), _np(values), _np(xt), _np(gt), _np(gxt), _np(gv))
+            gv = _value_grad_buffer(layer, values)
+            batch = xt.shape[1]
+            work = values.shape[0] * batch
+            grad_b = torch.empty(gt.shape[0], dtype=gt.dtype) if ctx.has_bias else None
+            gb = _np(grad_b) if grad_b is not None else _bias_np(None, values)
+            if not need_x:
+                kernels.run(kernels.csr_value_grad, work, _np(layer.row_ptr), _idx(layer.col_idx), _np(xt), _np(gt), _np(gv), gb)
+            elif kernels.use_csr_backward(batch, values.shape[0]):
+                gxt = torch.empty_like(xt)
+                threads = kernels.num_threads() if work >= kernels.PARALLEL_MIN_WORK else 1
+                kernels.run(
+                    kernels.csr_backward, work,
+                    _np(layer.row_ptr), _idx(layer.col_idx), _np(values), _np(xt), _np(gt), _np(gxt), _np(gv), gb, threads,
+                )
             else:
-                kernels.csr_value_grad(_np(layer.row_ptr), _np(layer.col_idx), _np(xt), _np(gt), _np(gv))
+                col_ptr, row_idx, perm = layer.csc()
+                gxt = torch.empty_like(xt)
+                kernels.run(
+                    kernels.csc_backward, 2 * work,
+                    _np(col_ptr), _idx(row_idx), _idx(perm), _np(values), _np(xt), _np(gt), _np(gxt), _np(gv),
+                )
+                grad_b = gt.sum(1) if ctx.has_bias else None
+            grad_x = gxt.t() if gxt is not None else None
+            return grad_x, gv, grad_b, None
         else:
+            gv = torch.empty_like(values)
             rows = layer.row_indices()
             cols = layer.col_idx.long()
             step = max(1, _GATHER_CHUNK // max(1, xt.shape[1]))
             for s in range(0, gv.shape[0], step):
                 gv[s : s + step] = (gt[rows[s : s + step]] * xt[cols[s : s + step]]).sum(1)
             if need_x:
-                wt = _csr(col_ptr, row_idx, values[perm], (layer.in_features, layer.out_features))
+                col_ptr, row_idx, perm = layer.csc()
+                wt = _csr(col_ptr, row_idx, values[perm.long()], (layer.in_features, layer.out_features))
                 gxt = torch.sparse.mm(wt, gt)
         grad_x = gxt.t() if gxt is not None else None
         grad_b = gt.sum(1) if ctx.has_bias else None
@@ -107,58 +189,91 @@ def sparse_linear(x: torch.Tensor, layer) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- sparse input
+#: stored fraction of a sparse input batch from which the numba backend scatters it into a dense
+#: batch-last buffer and runs the dense-input kernels (vectorised over the batch); below it, the
+#: per-sample walk, whose cost is stored values x fan-out only. Measured crossover ~2-3 % at
+#: batch 128 (benchmarks/engine.py); both give the same numbers.
+DENSIFY_FROM = 0.02
+
+
+def _sparse_input_work(x_nnz: int, layer) -> int:
+    """Expected products of a sparse input batch: stored values x mean fan-out."""
+    return x_nnz * layer.nnz // layer.in_features + layer.out_features
+
+
 class _SparseInputFn(torch.autograd.Function):
     """A ``torch.sparse_csr`` input (data, not a learned quantity: no gradient flows to it)."""
 
     @staticmethod
     def forward(ctx, x_ptr, x_idx, x_val, values, bias, layer, batch):
         x_val = x_val.to(values.dtype)
-        col_ptr, row_idx, perm = layer.csc()
         n_out = layer.out_features
         backend = _backend(layer, values.device)
-        if bias is not None:
-            y = bias.detach().unsqueeze(0).expand(batch, n_out).contiguous()
-        else:
-            y = torch.zeros(batch, n_out, dtype=values.dtype, device=values.device)
-        if backend == "numba":
-            kernels.sparse_input_forward(
-                _np(x_ptr), _np(x_idx), _np(x_val), _np(col_ptr), _np(row_idx), _np(perm), _np(values), _np(y)
-            )
-        else:
-            b, p = _expand_sparse_input(x_ptr, x_idx, col_ptr)
-            contrib = x_val[b[1]] * values.detach()[perm[p]]
-            y.index_put_((b[0], row_idx[p].long()), contrib, accumulate=True)
         ctx.layer = layer
         ctx.backend = backend
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(x_ptr, x_idx, x_val, values)
         ctx.batch = batch
+        ctx.densified = backend == "numba" and x_idx.shape[0] >= DENSIFY_FROM * batch * layer.in_features
+        if ctx.densified:
+            xt = torch.empty(layer.in_features, batch, dtype=values.dtype)
+            kernels.densify_t(_np(x_ptr), _np(x_idx), _np(x_val), _np(xt))
+            yt = torch.empty(n_out, batch, dtype=values.dtype)
+            kernels.run(
+                kernels.csr_forward, layer.nnz * batch,
+                _np(layer.row_ptr), _idx(layer.col_idx), _np(values), _bias_np(bias, values), _np(xt), _np(yt),
+            )
+            ctx.save_for_backward(xt, values)
+            return yt.t()
+        col_ptr, row_idx, perm = layer.csc()
+        y = torch.empty(batch, n_out, dtype=values.dtype, device=values.device)
+        if backend == "numba":
+            kernels.run(
+                kernels.sparse_input_forward, _sparse_input_work(x_idx.shape[0], layer),
+                _np(x_ptr), _np(x_idx), _np(x_val), _np(col_ptr), _idx(row_idx), _idx(perm), _np(values),
+                _bias_np(bias, values), _np(y),
+            )
+        else:
+            if bias is not None:
+                y.copy_(bias.detach().unsqueeze(0))
+            else:
+                y.zero_()
+            b, p = _expand_sparse_input(x_ptr, x_idx, col_ptr)
+            contrib = x_val[b[1]] * values.detach()[perm[p].long()]
+            y.index_put_((b[0], row_idx[p].long()), contrib, accumulate=True)
+        ctx.save_for_backward(x_ptr, x_idx, x_val, values)
         return y
 
     @staticmethod
     def backward(ctx, grad_out):
-        x_ptr, x_idx, x_val, values = ctx.saved_tensors
         layer = ctx.layer
+        if ctx.densified:
+            xt, values = ctx.saved_tensors
+            gt = _batch_last(grad_out.to(values.dtype))
+            gv = _value_grad_buffer(layer, values)
+            grad_b = torch.empty(gt.shape[0], dtype=gt.dtype) if ctx.has_bias else None
+            gb = _np(grad_b) if grad_b is not None else _bias_np(None, values)
+            kernels.run(
+                kernels.csr_value_grad, values.shape[0] * xt.shape[1],
+                _np(layer.row_ptr), _idx(layer.col_idx), _np(xt), _np(gt), _np(gv), gb,
+            )
+            return None, None, None, gv, grad_b, None, None
+        x_ptr, x_idx, x_val, values = ctx.saved_tensors
         g = grad_out.to(values.dtype).contiguous()
         col_ptr, row_idx, perm = layer.csc()
-        gv = torch.zeros_like(values)
         if ctx.backend == "numba":
-            xc_ptr, xc_row, xc_val = _input_by_column(x_ptr, x_idx, x_val, layer.in_features, ctx.batch)
-            kernels.sparse_input_value_grad(
-                xc_ptr, xc_row, xc_val, _np(col_ptr), _np(row_idx), _np(perm), _np(g), _np(gv)
+            gv = _value_grad_buffer(layer, values)
+            xc_ptr, xc_row, xc_val = kernels.csr_by_column(layer.in_features, _np(x_ptr), _np(x_idx), _np(x_val))
+            kernels.run(
+                kernels.sparse_input_value_grad, _sparse_input_work(x_idx.shape[0], layer),
+                xc_ptr, xc_row, xc_val, _np(col_ptr), _idx(row_idx), _idx(perm), _np(g), _np(gv),
             )
         else:
+            gv = torch.zeros_like(values)
             b, p = _expand_sparse_input(x_ptr, x_idx, col_ptr)
             contrib = x_val[b[1]] * g[b[0], row_idx[p].long()]
             gv.index_add_(0, perm[p].long(), contrib)
         grad_b = g.sum(0) if ctx.has_bias else None
         return None, None, None, gv, grad_b, None, None
-
-
-def _input_by_column(x_ptr, x_idx, x_val, n_in, batch):
-    """The CSR input re-indexed by column (CSC), so the value gradient is race-free."""
-    col_ptr, rows, perm = kernels.csr_to_csc(n_in, _np(x_ptr), _np(x_idx))
-    return col_ptr, rows, _np(x_val)[perm]
 
 
 def _expand_sparse_input(x_ptr, x_idx, col_ptr):
