@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..sparse.topology import take_or_zero
+
 
 def remap_state(optimizer, old_param, new_param, old_position: np.ndarray) -> None:
     """Reorder per-weight state tensors of ``old_param`` to ``new_param``'s positions.
@@ -24,16 +26,23 @@ def remap_state(optimizer, old_param, new_param, old_position: np.ndarray) -> No
             group["params"] = [new_param if p is old_param else p for p in group["params"]]
     if not state:
         return
-    pos = torch.from_numpy(np.asarray(old_position, dtype=np.int64))
-    kept = pos >= 0
+    old_position = np.asarray(old_position, dtype=np.int64)
     n_old = old_param.shape[0]
     new_state = {}
     for key, value in state.items():
         if torch.is_tensor(value) and value.dim() == 1 and value.shape[0] == n_old:
-            fresh = torch.zeros(new_param.shape[0], dtype=value.dtype, device=value.device)
-            idx = kept.to(value.device)
-            fresh[idx] = value[pos[kept].to(value.device)]
-            new_state[key] = fresh
+            new_state[key] = _take_or_zero(value, old_position)
         else:
             new_state[key] = value
     optimizer.state[new_param] = new_state
+
+
+def _take_or_zero(value: torch.Tensor, old_position: np.ndarray) -> torch.Tensor:
+    """``value[old_position]`` with 0 where the position is -1 (one parallel pass on the CPU)."""
+    if value.device.type == "cpu":
+        return torch.from_numpy(take_or_zero(value.numpy(), old_position))
+    pos = torch.from_numpy(old_position).to(value.device)
+    kept = pos >= 0
+    fresh = torch.zeros(pos.shape[0], dtype=value.dtype, device=value.device)
+    fresh[kept] = value[pos[kept]]
+    return fresh

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..utils import check_random_state
 from . import functional as F
-from .topology import contains, keys_of, random_keys, split_keys
+from .topology import keys_from_csr, keys_of, locate, random_keys, row_of_each, split_keys
 
 
 def _index_dtype(n: int) -> torch.dtype:
@@ -130,6 +130,8 @@ class SparseLinear(nn.Module):
 
     def row_indices(self) -> torch.Tensor:
         """Row (output unit) of every stored value, CSR order."""
+        if self.row_ptr.device.type == "cpu":
+            return torch.from_numpy(row_of_each(self.row_ptr.numpy()))
         counts = self.row_ptr[1:] - self.row_ptr[:-1]
         return torch.repeat_interleave(torch.arange(self.out_features, device=self.row_ptr.device), counts)
 
@@ -139,7 +141,7 @@ class SparseLinear(nn.Module):
 
     def keys(self) -> np.ndarray:
         """Sorted int64 keys ``row * in_features + col`` of the live connections."""
-        return keys_of(self.row_indices().cpu().numpy(), self.col_idx.cpu().numpy(), self.in_features)
+        return keys_from_csr(self.row_ptr.cpu().numpy(), self.col_idx.cpu().numpy(), self.in_features)
 
     def csc(self):
         """(col_ptr, row_idx, perm): the same pattern by input column; perm maps to CSR positions.
@@ -179,8 +181,7 @@ class SparseLinear(nn.Module):
         if np.any(new_keys[1:] == new_keys[:-1]):
             raise ValueError("duplicate connections given to set_connections")
         old_keys = self.keys()
-        found = contains(old_keys, new_keys)
-        old_position = np.where(found, np.searchsorted(old_keys, new_keys), -1)
+        old_position = locate(old_keys, new_keys)
         new_rows, new_cols = split_keys(new_keys, self.in_features)
         new_values = values[torch.from_numpy(order).to(values.device)]
         self._set_pattern(new_rows, new_cols)

@@ -17,6 +17,7 @@ import numba as nb
 import numpy as np
 
 from ..utils import check_random_state
+from .kernels import _lower_bound
 
 _JIT = dict(nogil=True, cache=True)
 _PARALLEL_MIN = 1 << 18  # below this many keys NumPy's own loops are as fast
@@ -88,9 +89,7 @@ def _contains(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
         and sorted_keys.ndim == 1
         and sorted_keys.dtype == queries.dtype == np.int64
     ):
-        out = np.empty(queries.size, dtype=np.bool_)
-        _contains_kernel(np.ascontiguousarray(sorted_keys), np.ascontiguousarray(queries), out)
-        return out
+        return locate(sorted_keys, queries) >= 0
     pos = np.searchsorted(sorted_keys, queries)
     pos = np.minimum(pos, sorted_keys.size - 1)
     return sorted_keys[pos] == queries
@@ -193,50 +192,11 @@ def _split_keys(keys, n_in, rows, cols):
 
 
 @nb.njit(**_JIT)
-def _lower_bound(a, lo, hi, v):
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] < v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@nb.njit(**_JIT)
 def _is_sorted(a):
     for k in range(1, a.shape[0]):
         if a[k] < a[k - 1]:
             return False
     return True
-
-
-@nb.njit(parallel=True, **_JIT)
-def _contains_kernel(sorted_keys, queries, out):
-    """out[q] = queries[q] in sorted_keys; per chunk, one merge walk if the chunk is ascending."""
-    n = queries.shape[0]
-    m = sorted_keys.shape[0]
-    n_chunks = max(1, min(64, n // 4096))
-    for c in nb.prange(n_chunks):
-        q0 = n * c // n_chunks
-        q1 = n * (c + 1) // n_chunks
-        if _is_sorted(queries[q0:q1]):
-            p = _lower_bound(sorted_keys, 0, m, queries[q0])
-            for q in range(q0, q1):
-                v = queries[q]
-                # gallop: short linear steps, then a binary search for long gaps
-                step = 0
-                while p < m and sorted_keys[p] < v and step < 8:
-                    p += 1
-                    step += 1
-                if p < m and sorted_keys[p] < v:
-                    p = _lower_bound(sorted_keys, p, m, v)
-                out[q] = p < m and sorted_keys[p] == v
-        else:
-            for q in range(q0, q1):
-                v = queries[q]
-                p = _lower_bound(sorted_keys, 0, m, v)
-                out[q] = p < m and sorted_keys[p] == v
 
 
 @nb.njit(parallel=True, **_JIT)
