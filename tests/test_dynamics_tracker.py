@@ -192,7 +192,7 @@ def test_eval_every_and_presentation_only_statistics(digits):
     assert not ep["evaluated"].any() and ep["forgotten_by_update"].isna().all()  # no evaluation passes at all
     assert tracker.history_["p_true"].shape == (0, len(y))
 
-    tracker = ExampleTracker(eval_every=2, el2n_epoch=3)
+    tracker = ExampleTracker(eval_every=2, el2n_epoch=3, track_topology=True)
     small("set", max_epochs=6, callbacks=[tracker]).fit(X, y)
     ep = tracker.epoch_stats_
     assert ep.loc[ep["evaluated"], "tracked_epoch"].tolist() == [0, 2, 3, 4]  # every 2nd, and the EL2N epoch
@@ -245,7 +245,7 @@ def test_tracking_continues_over_partial_fit_and_restarts_on_new_data(digits):
 
 def test_topology_updates_are_aligned_with_forgetting(digits):
     X, y = digits
-    tracker = ExampleTracker()
+    tracker = ExampleTracker(track_topology=True)
     small("set", max_epochs=5, callbacks=[tracker]).fit(X, y)
     full = tracker.epoch_stats_
     # topology evolves between epochs: after epochs 0..3, not after the last one
@@ -269,6 +269,43 @@ def test_topology_updates_are_aligned_with_forgetting(digits):
     rigl = ExampleTracker()  # step-scheduled updates inside epochs are counted per epoch
     small("rigl", max_epochs=3, batch_size=8, callbacks=[rigl]).fit(X, y)
     assert rigl.epoch_stats_["step_topology_updates"].sum() >= 1
+
+
+def test_default_tracking_makes_one_evaluation_pass_per_epoch(digits, monkeypatch):
+    X, y = digits
+    calls = []
+    original = ExampleTracker._evaluate
+
+    def counting(self, est, with_probs=False):
+        calls.append(est.module_.training)
+        return original(self, est, with_probs)
+
+    monkeypatch.setattr(ExampleTracker, "_evaluate", counting)
+    tracker = ExampleTracker()
+    small("set", max_epochs=4, callbacks=[tracker]).fit(X, y)
+    assert len(calls) == 4  # one per epoch: no extra pass after the 3 topology updates unless asked
+    ep = tracker.epoch_stats_
+    assert ep["topology_update"].sum() == 3 and ep["forgotten_by_update"].isna().all()
+    assert (tracker.example_stats_["topology_forgetting"] == 0).all()
+    calls.clear()
+    small("set", max_epochs=4, callbacks=[ExampleTracker(track_topology=True)]).fit(X, y)
+    assert len(calls) == 4 + 3
+
+
+def test_cached_evaluation_input_gives_the_same_statistics(digits, monkeypatch):
+    import dualsparse.dynamics.tracker as tracker_module
+
+    X, y = digits
+    for data in (X, sp.csr_matrix(X)):
+        frames = []
+        for cap in (tracker_module._CACHE_ELEMENTS, 0):  # built once per fit / afresh for every pass
+            monkeypatch.setattr(tracker_module, "_CACHE_ELEMENTS", cap)
+            tracker = ExampleTracker(el2n_epoch=1)
+            small("static", max_epochs=3, early_stopping=True, validation_fraction=0.2,
+                  callbacks=[tracker]).fit(data, y)
+            assert tracker._eval_input is None  # released at the end of the fit
+            frames.append(tracker.example_stats_)
+        pd.testing.assert_frame_equal(frames[0], frames[1])
 
 
 def test_grand_scores_match_per_sample_autograd():

@@ -29,17 +29,22 @@ def rows_as_tensor(X, idx, device, dense: bool) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(X[idx], dtype=np.float32)).to(device)
 
 
-@torch.no_grad()
-def logits_of(est, X, index: np.ndarray, chunk: int = 4096) -> torch.Tensor:
-    """Logits (len(index), n_outputs), on the CPU, of ``est.module_`` in eval mode; restores the mode."""
+def row_batches(est, X, index: np.ndarray, chunk: int = 4096):
+    """Rows ``index`` of X in chunks of ``chunk``, each as the tensor ``est.module_`` takes."""
+    device = torch.device(est.device)
+    dense = not est.algorithm_.sparse
+    for s in range(0, index.size, chunk):
+        yield rows_as_tensor(X, index[s : s + chunk], device, dense)
+
+
+@torch.inference_mode()
+def logits_of_batches(est, batches) -> torch.Tensor:
+    """Logits, on the CPU and concatenated, of ``est.module_`` in eval mode over prepared batches."""
     module = est.module_
     was_training = module.training
     module.eval()
-    device = torch.device(est.device)
-    dense = not est.algorithm_.sparse
     try:
-        outs = [module(rows_as_tensor(X, index[s : s + chunk], device, dense)).float().cpu()
-                for s in range(0, index.size, chunk)]
+        outs = [module(xb).float().cpu() for xb in batches]
     finally:
         module.train(was_training)
     if not outs:

@@ -14,18 +14,23 @@ Two correctness sequences are recorded for every training row:
   is ||softmax - onehot||_2 of the evaluation at epoch ``el2n_epoch``.
 
 Cost. Presentations cost almost nothing (the logits exist already; their argmax is taken over
-many batches at once). An evaluation is one forward pass over the training rows: about a tenth
-of an epoch's training time at batch size 32, but a quarter to a third when training is
-efficient (large batches, dense layers). ``eval_every=k`` evaluates every k-th epoch (and at
+many batches at once). An evaluation is one forward pass over the training rows, i.e. a third of
+the arithmetic of a training epoch (forward + two backward products): measured (benchmarks/
+tracking.py) it adds about a tenth of an epoch at batch size 32 and up to a fifth at 128, where
+training runs close to the machine's peak. Beyond that (batches of several hundred) the pass
+approaches a third of an epoch: ``eval_every=k`` evaluates every k-th epoch (and at
 ``el2n_epoch``); ``eval_every=None`` makes no pass at all and takes the data-map statistics
 and EL2N from the presentations instead (the logits the training batches produced — what the
-dataset-cartography code records), at a cost of a few per cent.
+dataset-cartography code records), at a cost of a few per cent. The evaluation input (the
+training rows as the model takes them) is built once per fit, not once per pass.
 
-With ``track_topology`` (default) an end-of-epoch topology update (SET) that follows an
-evaluation is followed by one more evaluation pass, so that epoch's record says how many rows
-that were correct before the drop/grow step are wrong right after it (``forgotten_by_update``):
-whether pruning and regrowth make the network forget, separated from forgetting by gradient
-steps (see :func:`topology_forgetting`).
+With ``track_topology=True`` an end-of-epoch topology update (SET) that follows an evaluation is
+followed by one more evaluation pass, so that epoch's record says how many rows that were correct
+before the drop/grow step are wrong right after it (``forgotten_by_update``): whether pruning and
+regrowth make the network forget, separated from forgetting by gradient steps (see
+:func:`topology_forgetting`). It is off by default because it doubles the evaluation cost of an
+evolving model; the forgetting studies of :mod:`dualsparse.experiments` switch it on. Without it,
+forgetting events are still counted per epoch next to the epoch's ``topology_update`` flag.
 
 Epochs are counted from 0 from the moment tracking starts (``first_learned_epoch``,
 ``el2n_epoch``, ``grand_epoch`` use this count); the estimator's own epoch number is kept in
@@ -44,11 +49,12 @@ import scipy.sparse as sp
 import torch
 
 from ..train.callbacks import Callback
-from ._common import logits_of
+from ._common import logits_of_batches, row_batches
 from .grand import grand_scores
 from .stats import TransitionCounter
 
 _FLUSH_ELEMENTS = 1 << 16  # buffered logits (batch x classes) per correctness computation
+_CACHE_ELEMENTS = 1 << 25  # evaluation inputs up to this many stored values (128 MB) are built once per fit
 
 
 class ExampleTracker(Callback):
@@ -67,9 +73,9 @@ class ExampleTracker(Callback):
         Evaluate the training rows after every k-th tracked epoch (epochs 0, k, 2k, ... and
         ``el2n_epoch``). None: never; confidence, variability, correctness and EL2N then come
         from the presentations (``results()["params"]["map_source"]`` says which).
-    track_topology : bool, default True
+    track_topology : bool, default False
         Evaluate the training rows again after an end-of-epoch topology update that follows an
-        evaluation.
+        evaluation (one more forward pass per update: ``forgotten_by_update``).
     history : bool, default False
         Keep the full per-epoch matrices (``history_``): p(true) and correctness of every epoch-end
         evaluation and of every presentation. O(epochs x rows) memory.
@@ -81,7 +87,7 @@ class ExampleTracker(Callback):
     """
 
     def __init__(self, el2n_epoch: int = 2, grand_epoch: int | None = None, eval_every: int | None = 1,
-                 track_topology: bool = True, history: bool = False, eval_batch_size: int = 4096,
+                 track_topology: bool = False, history: bool = False, eval_batch_size: int = 4096,
                  grand_batch_size: int = 256):
         for name, value, lo in (("el2n_epoch", el2n_epoch, 0), ("eval_batch_size", eval_batch_size, 1),
                                 ("grand_batch_size", grand_batch_size, 1)):
@@ -145,6 +151,7 @@ class ExampleTracker(Callback):
             self._start(est, X, y, train_index)
         self._fingerprint = fingerprint
         self._X = X
+        self._eval_input = None  # the training rows as the model takes them, built at the first evaluation
         self._after_epoch_end = False
         self._current = None
         self._buf_idx, self._buf_correct = [], []
@@ -283,7 +290,7 @@ class ExampleTracker(Callback):
         self.time_s_ += time.perf_counter() - t0
 
     def on_fit_end(self, est):
-        self._X = None  # do not keep the data alive after the fit
+        self._X = self._eval_input = None  # do not keep the data alive after the fit
 
     # ------------------------------------------------------------------ internals
     def _evaluate(self, est, with_probs: bool = False):
@@ -291,12 +298,25 @@ class ExampleTracker(Callback):
         tr = self._train_index
         if tr.size == 0:
             return np.empty(0), np.empty(0, dtype=bool), np.empty((0, 0))
-        logits = logits_of(est, self._X, tr, self.eval_batch_size)
+        logits = logits_of_batches(est, self._eval_batches(est))
         labels = torch.from_numpy(self._labels[tr])
         probs = torch.softmax(logits, 1)
         p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1).numpy().astype(np.float64)
         correct = (logits.argmax(1) == labels).numpy()
         return p_true, correct, probs.numpy().astype(np.float64) if with_probs else None
+
+    def _eval_batches(self, est):
+        """The training rows in evaluation chunks: built once per fit when they are small enough
+        (every evaluation of a fit sees the same rows), otherwise afresh for each pass."""
+        if self._eval_input is not None:
+            return self._eval_input
+        tr, X = self._train_index, self._X
+        stored = X.nnz * tr.size / max(X.shape[0], 1) if sp.issparse(X) else tr.size * X.shape[1]
+        batches = row_batches(est, X, tr, self.eval_batch_size)
+        if stored > _CACHE_ELEMENTS:
+            return batches
+        self._eval_input = list(batches)
+        return self._eval_input
 
     def _compute_grand(self, est):
         t0 = time.perf_counter()
