@@ -49,10 +49,10 @@ def split_with_missing(rate=0.3, seed=0):
 
 
 def test_list_representations():
-    assert list_representations() == NAMES
+    assert list_representations() == NAMES + ["sparse-input"]
 
 
-@parametrize_with_checks([make(name) for name in NAMES])
+@parametrize_with_checks([make(name) for name in NAMES + ["sparse-input"]])
 def test_scikit_learn_estimator_contract(estimator, check):
     check(estimator)
 
@@ -218,3 +218,54 @@ def test_observed_in_a_linear_layer_equals_mean_imputation():
     observed = make("observed").fit(X_train).transform(X_test).toarray()
     mean_imputed = make("impute-mean").fit(X_train).transform(X_test)
     np.testing.assert_allclose(observed, mean_imputed, atol=1e-12)
+
+
+# ---------------------------------------------------------------- naturally sparse input
+def test_sparse_input_scales_by_max_abs_and_keeps_zeros_absent():
+    from sklearn.preprocessing import MaxAbsScaler
+
+    from dualsparse.data import make_sparse_classification
+
+    X, _ = make_sparse_classification(n_samples=200, n_features=300, density=0.05, random_state=0)
+    X_train, X_test = X[:150], X[150:]
+    rep = make("sparse-input").fit(X_train)
+    for part in (X_train, X_test):
+        Z = rep.transform(part)
+        assert is_csr(Z) and Z.nnz == sp.csr_matrix(part).count_nonzero()  # no zero became stored
+        want = MaxAbsScaler().fit(X_train).transform(part).toarray()
+        np.testing.assert_allclose(Z.toarray(), want, rtol=1e-12)
+    assert np.abs(rep.transform(X_train).data).max() <= 1.0
+    dense = X_train.toarray()  # dense input: the same result, its zeros not stored
+    np.testing.assert_allclose(rep.transform(dense[:10]).toarray(), rep.transform(X_train[:10]).toarray())
+    assert rep.transform(dense[:10]).nnz == X_train[:10].count_nonzero()
+    unscaled = make("sparse-input", scale=False).fit(X_train).transform(X_test)
+    np.testing.assert_array_equal(unscaled.toarray(), X_test.toarray())
+
+
+def test_sparse_input_rejects_missing_values_and_names_the_alternative():
+    X = np.array([[1.0, 0.0], [np.nan, 2.0]])
+    with pytest.raises(ValueError, match="observed"):
+        make("sparse-input").fit(X)
+    with pytest.raises(ValueError, match="all zero"):
+        make("sparse-input", allow_empty_rows=False).fit(np.array([[1.0, 0.0], [0.0, 0.0]]))
+    with pytest.raises(TypeError, match="scale"):
+        make("sparse-input", standardize=True)
+
+
+def test_sparse_input_feeds_a_sparse_first_layer_only_its_stored_values():
+    from dualsparse import SparseMLPClassifier
+    from dualsparse.data import make_sparse_classification
+
+    X, y = make_sparse_classification(n_samples=300, n_features=500, density=0.02, random_state=1)
+    Z = make("sparse-input").fit_transform(X)
+    est = SparseMLPClassifier(hidden_layer_sizes=(32,), algorithm="static", epsilon=5, max_epochs=2,
+                              random_state=0).fit(Z, y)
+    # the first layer's forward work is (stored input values x their fan-out), counted brute force
+    from dualsparse.sparse.flops import forward_flops
+
+    first, second = est.module_[0], est.module_[-1]
+    live = (first.to_dense().detach().numpy() != 0).astype(float)
+    products = ((Z.toarray() != 0).astype(float) @ live.T).sum() / Z.shape[0]
+    want = forward_flops(products, first.out_features, 1) + forward_flops(second.nnz, second.out_features, 1)
+    assert est.flops_["inference_per_sample"] == pytest.approx(want, rel=1e-9)
+    assert products < 0.05 * first.nnz  # ~2 % of the inputs stored: ~2 % of a dense input's work

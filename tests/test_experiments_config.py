@@ -181,3 +181,50 @@ def test_sparse_matrix_dataset_is_rejected_with_the_reason():
     message = errors(BASE.replace('datasets = ["breast_cancer"]', 'datasets = ["synthetic"]'))
     assert "dataset 'synthetic' is a sparse matrix" in message
     assert "representation 'impute-mean' cannot take dataset 'synthetic'" in message
+
+
+SPARSE_DATA = """
+[experiment]
+name = "sparse"
+seeds = 2
+
+[data]
+datasets = ["synthetic"]
+
+[data.options.synthetic]
+n_samples = 200
+n_features = 400
+density = 0.03
+
+[missingness]
+rates = [0.0]
+
+[representations]
+names = ["sparse-input"]
+
+[models]
+names = ["dense", "set", "logreg"]
+sparsities = [0.9]
+
+[mlp]
+hidden_layer_sizes = [16]
+max_epochs = 2
+"""
+
+
+def test_naturally_sparse_data_runs_through_sparse_input(tmp_path):
+    import json
+
+    from dualsparse.experiments import ResultsStore, run_sweep
+
+    config = cfg(SPARSE_DATA)
+    summary = run_sweep(config, tmp_path / "r.sqlite", quiet=True)
+    assert summary.failed == 0, summary.failures
+    with ResultsStore(tmp_path / "r.sqlite", create=False) as store:
+        rows = {r["model"]: r for r in store.rows()}
+    assert set(rows) == {"dense", "set", "logreg"}
+    # the sparse model pays for stored input values only; the dense one for every cell
+    assert rows["set"]["flops_train"] < 0.2 * rows["dense"]["flops_train"]
+    assert 0.0 <= json.loads(rows["set"]["metrics"])["accuracy"] <= 1.0
+    message = errors(SPARSE_DATA.replace("rates = [0.0]", "rates = [0.0, 0.2]"))
+    assert "representation 'sparse-input' takes data without missing values" in message

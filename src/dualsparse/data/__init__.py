@@ -4,7 +4,7 @@
 * :func:`make_sparse_classification`: a sparse (CSR) problem of any width.
 * :func:`ampute` / :func:`ampute_split`: MCAR, MAR and MNAR missingness at an exact rate.
 * :func:`make_representation` / :func:`list_representations`: imputers, observed-only CSR,
-  native NaN; scikit-learn transformers fitted on training data only.
+  native NaN, and naturally sparse input; scikit-learn transformers fitted on training data only.
 
 This package knows no model: it imports nothing from the rest of dualsparse.
 """
@@ -15,6 +15,7 @@ from .representations import (
     ImputedRepresentation,
     NativeNaNRepresentation,
     ObservedRepresentation,
+    SparseInputRepresentation,
     list_representations,
     make_representation,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "ImputedRepresentation",
     "NativeNaNRepresentation",
     "ObservedRepresentation",
+    "SparseInputRepresentation",
     "ampute",
     "ampute_split",
     "list_datasets",

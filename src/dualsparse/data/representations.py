@@ -16,8 +16,12 @@ name with :func:`make_representation`:
 * ``observed+indicator``: the same plus one sparse 0/1 column per feature that had missing
   values in training, set where that feature is missing.
 * ``native-nan``: standardised values with NaN kept, for models that handle NaN themselves.
+* ``sparse-input``: naturally sparse data (bag-of-words, one-hot, svmlight files), where an
+  absent entry is a zero, not a missing value: CSR in, CSR out, each feature divided by its
+  largest absolute training value (scikit-learn's MaxAbsScaler; centring would fill every zero).
+  NaN is rejected: data with missing values goes through ``observed``.
 
-Every representation rejects, at fit, a feature with no observed training value (no statistic
+Every missing-data representation rejects, at fit, a feature with no observed training value (no statistic
 can be fitted: scikit-learn's imputers would drop it silently) and, at fit and transform, a row
 with no observed value unless ``allow_empty_rows=True``.
 """
@@ -32,7 +36,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (enables the import)
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import first, non_numeric_columns, to_float_array, unknown_name
@@ -232,6 +236,70 @@ class ObservedRepresentation(TransformerMixin, BaseEstimator):
         return tags
 
 
+class SparseInputRepresentation(TransformerMixin, BaseEstimator):
+    """Naturally sparse data as CSR, each feature scaled by its largest absolute training value.
+
+    For data whose absent entries are zeros (bag-of-words counts, one-hot codes, svmlight files)
+    rather than missing values. Standardising would turn every zero into a stored value, so each
+    feature is only divided by max |x| over the training rows (``MaxAbsScaler``): zeros stay
+    absent, stored values land in [-1, 1], and a sparse first layer works only on them. Dense
+    input is stored without its zeros. NaN or inf is rejected: a missing value has no place in
+    this representation (use ``observed``, where an absent entry means "not observed").
+
+    Parameters
+    ----------
+    scale : divide by the max-abs of each feature (a feature that is all zero keeps scale 1).
+    dtype : float dtype of the output values.
+    allow_empty_rows : accept all-zero rows (a document with no known word). Default True:
+        in sparse data an empty row is a valid observation, not a row with nothing observed.
+    """
+
+    def __init__(self, *, scale: bool = True, dtype=np.float64, allow_empty_rows: bool = True):
+        self.scale = scale
+        self.dtype = dtype
+        self.allow_empty_rows = allow_empty_rows
+
+    def _check(self, X, reset: bool):
+        if isinstance(X, pd.DataFrame) and non_numeric_columns(X):
+            raise TypeError(f"X has non-numeric column(s) {non_numeric_columns(X)}; encode them as numbers first")
+        try:
+            X = validate_data(self, X, reset=reset, dtype=np.float64, accept_sparse="csr", ensure_all_finite=True)
+        except ValueError as err:
+            if "NaN" in str(err) or "infinity" in str(err):
+                raise ValueError(
+                    f"{err} The 'sparse-input' representation is for data whose absent entries are zeros; "
+                    "for data with missing values use 'observed' (missing entries absent) or an 'impute-*' one"
+                ) from err
+            raise
+        X = sp.csr_matrix(X, dtype=np.float64)
+        X.eliminate_zeros()
+        if not self.allow_empty_rows and (np.diff(X.indptr) == 0).any():
+            rows = np.flatnonzero(np.diff(X.indptr) == 0)
+            raise ValueError(f"{rows.size} row(s) are all zero (rows {first(rows)}); drop them or pass allow_empty_rows=True")
+        return X
+
+    def fit(self, X, y=None):
+        X = self._check(X, reset=True)
+        self.scaler_ = MaxAbsScaler().fit(X) if self.scale else None
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "n_features_in_")
+        X = self._check(X, reset=False)
+        if self.scaler_ is not None:
+            X = self.scaler_.transform(X)
+        return sp.csr_matrix(X, dtype=self.dtype)
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "n_features_in_")
+        return _feature_names(self, input_features)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
 def _observed_mean_scale(X, standardize):
     """Per-feature mean and standard deviation of the observed values (NaN ignored, as
     sklearn's StandardScaler does); scale 1 for a constant feature; (0, 1) if not standardising.
@@ -297,6 +365,7 @@ REPRESENTATIONS = {
     "observed": lambda **options: ObservedRepresentation(**options),
     "observed+indicator": lambda **options: ObservedRepresentation(indicator=True, **options),
     "native-nan": lambda **options: NativeNaNRepresentation(**options),
+    "sparse-input": lambda **options: SparseInputRepresentation(**options),
 }
 
 
@@ -311,7 +380,8 @@ def make_representation(name: str, **options):
     Options: ``standardize`` and ``allow_empty_rows`` for all; for ``impute-*`` any argument
     of the scikit-learn imputer (e.g. ``n_neighbors`` for knn, ``max_iter`` and
     ``random_state`` for iterative; a Generator random_state is turned into an int seed
-    drawn from it); for ``observed*`` the arguments of :class:`ObservedRepresentation`.
+    drawn from it); for ``observed*`` the arguments of :class:`ObservedRepresentation`; for
+    ``sparse-input`` those of :class:`SparseInputRepresentation` (``scale``, not ``standardize``).
     """
     if name not in REPRESENTATIONS:
         raise unknown_name("representation", name, REPRESENTATIONS)
@@ -326,6 +396,8 @@ def make_representation(name: str, **options):
 
 
 def _option_names(name):
+    if name == "sparse-input":
+        return list(inspect.signature(SparseInputRepresentation).parameters)
     if name.startswith("observed"):
         names = inspect.signature(ObservedRepresentation).parameters
         return [p for p in names if p != "indicator"]

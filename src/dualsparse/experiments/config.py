@@ -492,6 +492,10 @@ def validate_config(raw: dict, source: str = "config", default_name: str = "expe
     rep_options = {r: {"allow_empty_rows": True, **rep_options.get(r, {})} for r in used_reps if r in known_reps} | {
         r: o for r, o in rep_options.items() if r not in used_reps or r not in known_reps}
     rep_options = {r: dict(sorted(o.items())) for r, o in rep_options.items()}
+    if "sparse-input" in used_reps and any(r > 0 for r in rates):
+        problems.append("representation 'sparse-input' takes data without missing values (an absent entry is a zero), "
+                        "but [missingness] rates include values above 0; use 'observed' for amputed data, or give "
+                        "'sparse-input' a config of its own with rates = [0.0]")
     for r in used_reps:
         if r in known_reps:
             try:
