@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..sparse.topology import contains
+from ..sparse.topology import contains, csr_of_keys
 from .algorithm import TopologyAlgorithm
 from .rules import MagnitudeDrop, RandomGrow
 from .schedule import Schedule
@@ -36,6 +36,15 @@ class ObservedGrow(RandomGrow):
     def __init__(self, power: float = 1.0):
         self.power = float(power)
         self.frequency = None
+
+    def _applies(self, layer, context) -> bool:
+        return not (self.frequency is None or getattr(context, "layer_index", 0) != 0
+                    or self.frequency.size != layer.in_features)
+
+    def select_csr(self, layer, n, rng, context):
+        if not self._applies(layer, context):
+            return super().select_csr(layer, n, rng, context)
+        return csr_of_keys(self.select(layer, n, layer.keys(), rng, context), layer.out_features, layer.in_features)
 
     def select(self, layer, n, present_keys, rng, context):
         if self.frequency is None or getattr(context, "layer_index", 0) != 0 or self.frequency.size != layer.in_features:

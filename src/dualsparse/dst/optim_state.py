@@ -15,7 +15,8 @@ from ..sparse.topology import take_or_zero
 def remap_state(optimizer, old_param, new_param, old_position: np.ndarray) -> None:
     """Reorder per-weight state tensors of ``old_param`` to ``new_param``'s positions.
 
-    ``old_position[k]`` is where new position k was stored before, or -1 (new: state zeroed).
+    ``old_position[k]`` (int32 or int64) is where new position k was stored before, or -1 (new:
+    state zeroed).
     Scalar state (e.g. Adam's step count) is kept.
     """
     if optimizer is None:
@@ -26,7 +27,9 @@ def remap_state(optimizer, old_param, new_param, old_position: np.ndarray) -> No
             group["params"] = [new_param if p is old_param else p for p in group["params"]]
     if not state:
         return
-    old_position = np.asarray(old_position, dtype=np.int64)
+    old_position = np.asarray(old_position)
+    if old_position.dtype not in (np.int32, np.int64):
+        old_position = old_position.astype(np.int64)
     n_old = old_param.shape[0]
     new_state = {}
     for key, value in state.items():
@@ -41,7 +44,7 @@ def _take_or_zero(value: torch.Tensor, old_position: np.ndarray) -> torch.Tensor
     """``value[old_position]`` with 0 where the position is -1 (one parallel pass on the CPU)."""
     if value.device.type == "cpu":
         return torch.from_numpy(take_or_zero(value.numpy(), old_position))
-    pos = torch.from_numpy(old_position).to(value.device)
+    pos = torch.from_numpy(old_position).to(value.device).long()
     kept = pos >= 0
     fresh = torch.zeros(pos.shape[0], dtype=value.dtype, device=value.device)
     fresh[kept] = value[pos[kept]]

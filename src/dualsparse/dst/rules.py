@@ -9,14 +9,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..sparse.topology import contains, sample_absent
+from ..sparse.topology import contains, keys_from_csr, sample_absent_csr, score_bits
 
 
 class MagnitudeDrop:
-    """Score = |w|: the weakest connections go (SET, RigL)."""
+    """Score = |w|: the weakest connections go (SET, RigL).
+
+    Of several connections with the same score at the threshold, those stored first (lower row,
+    then lower column) are dropped first: the dropped set is
+    ``np.argsort(scores, kind="stable")[:n_drop]`` (see :func:`dualsparse.sparse.topology.evolve_csr`).
+    """
 
     def scores(self, layer, context) -> np.ndarray:
         return layer.values.detach().abs().cpu().numpy()
+
+    def bits(self, layer, context) -> tuple[np.ndarray, bool]:
+        """(unsigned view of the scores, absolute): the form the evolution kernels read. For plain
+        magnitude this is the values' own bits with the sign masked off, so no |w| array is made."""
+        values = layer.values.detach()
+        if type(self).scores is MagnitudeDrop.scores and values.dtype in (torch.float32, torch.float64):
+            v = values.cpu().numpy()
+            return v.view(np.uint32 if v.dtype == np.float32 else np.uint64), True
+        return score_bits(self.scores(layer, context))
 
 
 class RandomGrow:
@@ -24,8 +38,14 @@ class RandomGrow:
 
     needs_gradient = False
 
+    def select_csr(self, layer, n: int, rng, context) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` new positions as (row pointer, ascending columns per row)."""
+        return sample_absent_csr(layer.row_ptr.cpu().numpy(), layer.col_idx.cpu().numpy(), layer.in_features, n, rng)
+
     def select(self, layer, n: int, present_keys: np.ndarray, rng, context) -> np.ndarray:
-        return sample_absent(layer.out_features * layer.in_features, present_keys, n, rng)
+        """The ``n`` new positions as sorted keys (same draws as :meth:`select_csr`)."""
+        ptr, cols = RandomGrow.select_csr(self, layer, n, rng, context)
+        return keys_from_csr(ptr, cols, layer.in_features)
 
 
 class GradientGrow:

@@ -191,6 +191,29 @@ class SparseLinear(nn.Module):
             self.values = nn.Parameter(new_values.clone())
         return old_position
 
+    @torch.no_grad()
+    def replace_pattern(self, row_ptr: np.ndarray, col_idx: np.ndarray, values) -> None:
+        """Install a new CSR pattern of the same nnz as is (no sorting or checks: for callers that
+        built it in CSR order, e.g. :func:`dualsparse.sparse.topology.evolve_csr`).
+
+        The values are copied into the existing ``values`` storage, so the Parameter, its identity
+        in the optimiser and any view of its data stay valid; ``row_ptr`` and ``col_idx`` become
+        new tensors (code caching views of them can tell the topology changed).
+        """
+        values = torch.as_tensor(values)
+        if values.shape != self.values.shape or col_idx.shape[0] != values.shape[0] or row_ptr.shape[0] != self.out_features + 1:
+            raise ValueError("replace_pattern needs a pattern of the same shape and nnz")
+        device = self.row_ptr.device
+        self.row_ptr = torch.from_numpy(np.ascontiguousarray(row_ptr, dtype=np.int64)).to(device)
+        col_idx = torch.from_numpy(np.ascontiguousarray(col_idx))
+        self.col_idx = col_idx.to(_index_dtype(self.in_features)).to(device)
+        values = values.to(self.values.device, self.values.dtype)
+        if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64) and self.values.is_contiguous():
+            np.copyto(self.values.detach().numpy(), values.numpy())  # one memcpy, no thread pool
+        else:
+            self.values.copy_(values)
+        self._csc_cache = None
+
     # ------------------------------------------------------------------ compute
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.layout == torch.sparse_coo:

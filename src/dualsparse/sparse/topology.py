@@ -9,9 +9,15 @@ Large arrays (a SET step on a layer of tens of millions of weights) go through N
 linear merges instead of hash-based ``np.unique`` / ``setdiff1d`` / ``union1d``, parallel key
 arithmetic. The results, and the random numbers drawn, are exactly those of the plain NumPy
 formulation, so a seed gives the same topology whichever path runs.
+
+A topology update (:func:`evolve_csr`, :func:`sample_absent_csr`) works on the CSR arrays
+directly, row by row, without any key array of the layer's size (see the notes further down).
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
 
 import numba as nb
 import numpy as np
@@ -140,17 +146,20 @@ def take_or_zero(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     ``old_position`` that :meth:`SparseLinear.set_connections` returns.
     """
     values = np.ascontiguousarray(values)
-    positions = np.ascontiguousarray(positions, dtype=np.int64)
+    positions = np.ascontiguousarray(positions)
+    if positions.dtype not in (np.int32, np.int64):
+        positions = positions.astype(np.int64)
     out = np.empty(positions.shape[0], dtype=values.dtype)
-    _take_or_zero(values, positions, out)
+    with serial_below(positions.shape[0]):
+        _take_or_zero(values, positions, out)
     return out
 
 
 def keep_largest(scores: np.ndarray, n_drop: int) -> np.ndarray:
     """Ascending positions of all but the ``n_drop`` lowest ``scores`` (SET's magnitude drop).
 
-    The kept *set* equals ``np.sort(np.argpartition(scores, n_drop)[n_drop:])`` except, possibly,
-    which of several scores tied at the threshold is dropped (here: the last ones). One
+    Ties at the threshold: the first stored ones are dropped, i.e. the dropped positions are
+    ``np.argsort(scores, kind="stable")[:n_drop]`` (the rule :func:`evolve_csr` follows). One
     ``np.partition`` of the scores plus one compaction pass; no int64 argpartition and no sort.
     """
     scores = np.ascontiguousarray(scores)
@@ -340,3 +349,421 @@ def _union_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if b.size == 0:
         return a
     return _merge_disjoint(a, b)
+
+
+# ============================================================================ evolution
+# A topology update (drop the lowest-scored connections, grow as many absent ones) done directly
+# on CSR arrays in a few O(nnz) passes, parallel over rows, with no int64 key array of size nnz:
+#
+# * selection: the n_drop-th smallest score by a 16-bit radix histogram over the scores' bits
+#   (2 passes for float32), not a sort or an argpartition;
+# * growth: uniform draws of (row, col) pairs, bucketed by row (counting sort), then sorted,
+#   de-duplicated and checked against the row's present columns per row;
+# * merge: each row's kept columns and grown columns merged in one pass that writes the new
+#   column indices, values and old positions (for optimiser state).
+#
+# Tie rule (exact and deterministic): the dropped connections are the first ``n_drop`` of the
+# stable ascending sort of the scores in CSR order, i.e. ``np.argsort(scores, kind="stable")[:n_drop]``:
+# among scores equal to the threshold, those stored first (lower row, then lower column) go first.
+
+#: below this many connections per layer an update runs on the calling thread alone: the passes
+#: then take a few ms, while waking a thread pool on a busy 2-core machine (a sibling thread that
+#: was descheduled) can cost tens of ms per parallel region. Environment override:
+#: ``DUALSPARSE_EVOLVE_PARALLEL_MIN``.
+EVOLVE_PARALLEL_MIN = int(os.environ.get("DUALSPARSE_EVOLVE_PARALLEL_MIN", 1 << 19))
+
+
+@contextlib.contextmanager
+def serial_below(work: int, threshold: int | None = None):
+    """Run the enclosed Numba kernels on one thread when ``work`` is under ``threshold``
+    (default :data:`EVOLVE_PARALLEL_MIN`). Results do not depend on the thread count."""
+    threshold = EVOLVE_PARALLEL_MIN if threshold is None else threshold
+    n = nb.get_num_threads()
+    if n > 1 and work < threshold:
+        nb.set_num_threads(1)
+        try:
+            yield
+        finally:
+            nb.set_num_threads(n)
+    else:
+        yield
+
+
+_RADIX_BITS = 16
+_RADIX_SIZE = 1 << _RADIX_BITS
+_SMALL_SELECT = 1 << 15  # below this many scores np.partition is as fast as the histograms
+
+
+def _n_chunks(n: int, per_chunk: int = 1 << 15) -> int:
+    return int(max(1, min(4 * nb.get_num_threads(), n // per_chunk)))
+
+
+def score_bits(scores: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(unsigned-integer view of ``scores``, absolute=False) for :func:`select_threshold` & co."""
+    scores = np.ascontiguousarray(scores)
+    if scores.dtype not in (np.float32, np.float64):
+        scores = scores.astype(np.float64)
+    return scores.view(np.uint32 if scores.dtype == np.float32 else np.uint64), False
+
+
+def _order_params(bits: np.ndarray):
+    width = bits.dtype.itemsize * 8
+    sign = np.uint64(1) << np.uint64(width - 1)
+    full = np.uint64((1 << width) - 1)
+    return width, sign, full
+
+
+def orderable(bits: np.ndarray, absolute: bool) -> np.ndarray:
+    """The unsigned keys whose integer order is the float order of the scores (|score| if absolute).
+
+    -0.0 and 0.0 tie. NaN sorts above +inf (as in ``np.sort``) for |score| and positive NaN.
+    """
+    width, sign, full = _order_params(bits)
+    u = bits.astype(np.uint64)
+    if absolute:
+        return u & (full ^ sign)
+    neg = ((u & sign) != 0) & (u != sign)  # -0.0 ties with 0.0, as floats compare
+    return np.where(neg, u ^ full, u | sign)
+
+
+@nb.njit(inline="always")
+def _okey(u, sign, full, absolute):
+    k = np.uint64(u)
+    if absolute:
+        return k & (full ^ sign)
+    if k & sign and k != sign:  # negative (-0.0 ties with 0.0, as floats compare)
+        return k ^ full
+    return k | sign
+
+
+@nb.njit(parallel=True, **_JIT)
+def _radix_digit(bits, sign, full, absolute, shift, use_prefix, prefix_shift, prefix, rank, n_chunks):
+    n = bits.shape[0]
+    hist = np.zeros((n_chunks, _RADIX_SIZE), dtype=np.int32)
+    digit_mask = np.uint64(_RADIX_SIZE - 1)
+    for c in nb.prange(n_chunks):
+        a = n * c // n_chunks
+        b = n * (c + 1) // n_chunks
+        h = hist[c]
+        for k in range(a, b):
+            key = _okey(bits[k], sign, full, absolute)
+            if use_prefix and (key >> prefix_shift) != prefix:
+                continue
+            h[np.int64((key >> shift) & digit_mask)] += 1
+    # the digit holding the 0-based ``rank``-th key, and how many keys lie in lower digits
+    before = 0
+    for d in range(_RADIX_SIZE):
+        count = 0
+        for c in range(n_chunks):
+            count += hist[c, d]
+        if before + count > rank:
+            return d, before
+        before += count
+    return _RADIX_SIZE - 1, before
+
+
+def select_threshold(bits: np.ndarray, absolute: bool, n_drop: int) -> tuple[int, int]:
+    """(threshold key T, number of ties at T to drop) so that the dropped set is the keys < T plus
+    the first ``ties`` keys == T in storage order: exactly the ``n_drop`` smallest scores under the
+    stable tie rule. ``1 <= n_drop <= len(bits)``."""
+    n = bits.shape[0]
+    if not 1 <= n_drop <= n:
+        raise ValueError(f"n_drop must be in [1, {n}], got {n_drop}")
+    width, sign, full = _order_params(bits)
+    if n <= _SMALL_SELECT:
+        keys = orderable(bits, absolute)
+        t = keys[np.argpartition(keys, n_drop - 1)[n_drop - 1]]
+        below = int(np.count_nonzero(keys < t))
+        return int(t), n_drop - below
+    rank = n_drop - 1  # 0-based rank of the threshold among all keys
+    below = 0
+    prefix = 0
+    # one histogram per thread (1 when serial_below applies); int32 counts: chunks under 2**31
+    n_chunks = max(nb.get_num_threads(), n // 2**30 + 1)
+    for p in range(width // _RADIX_BITS):
+        shift = width - _RADIX_BITS * (p + 1)
+        digit, before = _radix_digit(bits, sign, full, absolute, np.uint64(shift), p > 0,
+                                     np.uint64(shift + _RADIX_BITS), np.uint64(prefix), rank, n_chunks)
+        digit, before = int(digit), int(before)
+        below += before
+        rank -= before
+        prefix = (prefix << _RADIX_BITS) | digit
+    return prefix, n_drop - below
+
+
+@nb.njit(parallel=True, **_JIT)
+def _count_rows(row_ptr, bits, sign, full, absolute, t, below_row, ties_row):
+    n_out = row_ptr.shape[0] - 1
+    for i in nb.prange(n_out):
+        lo = 0
+        eq = 0
+        for k in range(row_ptr[i], row_ptr[i + 1]):
+            key = _okey(bits[k], sign, full, absolute)
+            if key < t:
+                lo += 1
+            elif key == t:
+                eq += 1
+        below_row[i] = lo
+        ties_row[i] = eq
+
+
+def drops_per_row(row_ptr: np.ndarray, bits: np.ndarray, absolute: bool, t: int, ties: int):
+    """(dropped connections per row, of which ties at the threshold) under the stable tie rule."""
+    width, sign, full = _order_params(bits)
+    n_out = row_ptr.shape[0] - 1
+    below_row = np.empty(n_out, dtype=np.int64)
+    ties_row = np.empty(n_out, dtype=np.int64)
+    _count_rows(row_ptr, bits, sign, full, absolute, np.uint64(t), below_row, ties_row)
+    ties_before = np.cumsum(ties_row) - ties_row
+    tie_drop = np.clip(ties - ties_before, 0, ties_row)
+    return below_row + tie_drop, tie_drop
+
+
+@nb.njit(parallel=True, **_JIT)
+def _accept_rows(ptr, expo, n_in, row_ptr, col_idx, ch_ptr, ch_col, col_dtype_example, n_chunks):
+    """Draw, per row, ``ptr[i+1] - ptr[i]`` iid uniform columns already in ascending order and keep
+    the distinct ones present neither in the layer nor among those already chosen.
+
+    The sorted draws are the order statistics of uniforms by exponential spacings: with
+    ``E_0..E_c`` iid Exp(1) (``expo[ptr[i] + i:]``), ``floor(n_in * (E_0+..+E_k) / (E_0+..+E_c))``,
+    k < c, are c iid uniform columns, sorted, so no sort is needed and the check against the row's
+    (sorted) present columns is one merge walk. Returns (accepted per row ptr, accepted columns).
+    """
+    n_out = ptr.shape[0] - 1
+    m = ptr[n_out]
+    cand = np.empty(m, dtype=col_dtype_example.dtype)
+    acc = np.zeros(n_out, dtype=np.int64)
+    for c in nb.prange(n_chunks):
+        i0 = n_out * c // n_chunks
+        i1 = n_out * (c + 1) // n_chunks
+        for i in range(i0, i1):
+            a = ptr[i]
+            b = ptr[i + 1]
+            if a == b:
+                continue
+            e0 = a + i
+            total = 0.0
+            for k in range(b - a + 1):
+                total += expo[e0 + k]
+            scale = n_in / total
+            p = row_ptr[i]
+            p1 = row_ptr[i + 1]
+            q = ch_ptr[i]
+            q1 = ch_ptr[i + 1]
+            w = a
+            last = -1
+            s = 0.0
+            for k in range(b - a):
+                s += expo[e0 + k]
+                v = min(np.int64(s * scale), n_in - 1)
+                if v == last:
+                    continue
+                last = v
+                while p < p1 and col_idx[p] < v:
+                    p += 1
+                if p < p1 and col_idx[p] == v:
+                    continue
+                while q < q1 and ch_col[q] < v:
+                    q += 1
+                if q < q1 and ch_col[q] == v:
+                    continue
+                cand[w] = v
+                w += 1
+            acc[i] = w - a
+    out_ptr = np.zeros(n_out + 1, dtype=np.int64)
+    for i in range(n_out):
+        out_ptr[i + 1] = out_ptr[i] + acc[i]
+    out = np.empty(out_ptr[n_out], dtype=cand.dtype)
+    for c in nb.prange(n_chunks):
+        i0 = n_out * c // n_chunks
+        i1 = n_out * (c + 1) // n_chunks
+        for i in range(i0, i1):
+            a = ptr[i]
+            o = out_ptr[i]
+            for k in range(acc[i]):
+                out[o + k] = cand[a + k]
+    return out_ptr, out
+
+
+@nb.njit(**_JIT)
+def _remove_positions(ptr, col, remove_sorted):
+    """Drop the entries at the ascending positions ``remove_sorted`` from a row-grouped array."""
+    n_out = ptr.shape[0] - 1
+    out = np.empty(col.shape[0] - remove_sorted.shape[0], dtype=col.dtype)
+    out_ptr = np.zeros(n_out + 1, dtype=np.int64)
+    r = 0
+    w = 0
+    for i in range(n_out):
+        for k in range(ptr[i], ptr[i + 1]):
+            if r < remove_sorted.shape[0] and remove_sorted[r] == k:
+                r += 1
+                continue
+            out[w] = col[k]
+            w += 1
+        out_ptr[i + 1] = w
+    return out_ptr, out
+
+
+@nb.njit(parallel=True, **_JIT)
+def _union_rows(ptr_a, col_a, ptr_b, col_b):
+    """Per-row sorted union of two disjoint row-grouped column sets."""
+    n_out = ptr_a.shape[0] - 1
+    out_ptr = np.zeros(n_out + 1, dtype=np.int64)
+    for i in range(n_out):
+        out_ptr[i + 1] = out_ptr[i] + (ptr_a[i + 1] - ptr_a[i]) + (ptr_b[i + 1] - ptr_b[i])
+    out = np.empty(out_ptr[n_out], dtype=col_a.dtype)
+    for i in nb.prange(n_out):
+        p = ptr_a[i]
+        p1 = ptr_a[i + 1]
+        q = ptr_b[i]
+        q1 = ptr_b[i + 1]
+        w = out_ptr[i]
+        while p < p1 or q < q1:
+            if q >= q1 or (p < p1 and col_a[p] < col_b[q]):
+                out[w] = col_a[p]
+                p += 1
+            else:
+                out[w] = col_b[q]
+                q += 1
+            w += 1
+    return out_ptr, out
+
+
+def csr_of_keys(keys: np.ndarray, n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row pointer, columns) of sorted distinct keys ``row * n_in + col``."""
+    keys = np.asarray(keys, dtype=np.int64)
+    rows, cols = split_keys(keys, n_in)
+    ptr = np.zeros(n_out + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_out), out=ptr[1:])
+    return ptr, cols.astype(np.int32 if n_in < 2**31 else np.int64)
+
+
+def sample_absent_csr(row_ptr: np.ndarray, col_idx: np.ndarray, n_in: int, n: int, rng):
+    """``n`` positions drawn uniformly among those absent from a CSR pattern, as (ptr, cols) by row.
+
+    Same law as :func:`sample_absent` (rejection sampling: uniform draws, the distinct ones that
+    are absent are kept, a uniform subset of them if too many, repeated for the missing ones) but
+    drawn as (row, col) pairs and checked row by row against the row's sorted columns, so no
+    key array of the layer's size is built. Columns are ascending within each row.
+    """
+    with serial_below(int(row_ptr[-1]) + n):
+        return _sample_absent_csr(row_ptr, col_idx, n_in, n, rng)
+
+
+def _sample_absent_csr(row_ptr: np.ndarray, col_idx: np.ndarray, n_in: int, n: int, rng):
+    rng = check_random_state(rng)
+    row_ptr = np.ascontiguousarray(row_ptr, dtype=np.int64)
+    col_idx = np.ascontiguousarray(col_idx)
+    n_out = row_ptr.shape[0] - 1
+    nnz = int(row_ptr[-1])
+    n_positions = n_out * n_in
+    if n > n_positions - nnz:
+        raise ValueError(f"cannot place {n} connections: only {n_positions - nnz} positions are free")
+    col_dtype = np.int32 if n_in < 2**31 else np.int64
+    if nnz * 2 > n_positions:
+        return csr_of_keys(sample_absent(n_positions, keys_from_csr(row_ptr, col_idx, n_in), n, rng), n_out, n_in)
+    if col_idx.dtype != col_dtype:
+        col_idx = col_idx.astype(col_dtype)
+    ch_ptr = np.zeros(n_out + 1, dtype=np.int64)
+    ch_col = np.empty(0, dtype=col_dtype)
+    while True:
+        have = int(ch_ptr[-1])
+        need = n - have
+        if need <= 0:
+            return ch_ptr, ch_col
+        accept = max(0.05, 1.0 - (nnz + have + 0.5 * need) / n_positions)
+        m = int(need / accept + 4.0 * np.sqrt(need)) + 16
+        # Poisson(m / n_out) draws per row (a Poisson process: all positions exchangeable, so the
+        # distinct absent ones, given their number, are a uniform subset), columns iid uniform
+        ptr = np.zeros(n_out + 1, dtype=np.int64)
+        np.cumsum(rng.poisson(m / n_out, size=n_out), out=ptr[1:])
+        expo = rng.standard_exponential(int(ptr[-1]) + n_out)
+        a_ptr, a_col = _accept_rows(ptr, expo, n_in, row_ptr, col_idx, ch_ptr, ch_col, np.empty(0, col_dtype),
+                                    _n_chunks(n_out, 1 << 12))
+        del expo
+        got = int(a_ptr[-1])
+        if got > need:
+            remove = np.sort(rng.choice(got, size=got - need, replace=False))
+            a_ptr, a_col = _remove_positions(a_ptr, a_col, remove)
+        if have == 0:
+            ch_ptr, ch_col = a_ptr, a_col
+        else:
+            ch_ptr, ch_col = _union_rows(ch_ptr, ch_col, a_ptr, a_col)
+
+
+@nb.njit(parallel=True, **_JIT)
+def _merge_evolved(row_ptr, col_idx, values, bits, sign, full, absolute, t, tie_drop, new_ptr,
+                   g_ptr, g_col, g_values, out_col, out_values, old_pos, n_chunks):
+    """Per row, one forward pass: the old connections are copied with a branch-free keep/drop
+    (a dropped one is overwritten by the next write), each grown one is written where the old
+    columns pass it. Mispredicted branches: about one per grown connection."""
+    n_out = row_ptr.shape[0] - 1
+    for c in nb.prange(n_chunks):
+        i0 = n_out * c // n_chunks
+        i1 = n_out * (c + 1) // n_chunks
+        for i in range(i0, i1):
+            w = new_ptr[i]
+            w1 = new_ptr[i + 1]
+            ties_left = tie_drop[i]
+            k = row_ptr[i]
+            k1 = row_ptr[i + 1]
+            g1 = g_ptr[i + 1]
+            for j in range(g_ptr[i], g1 + 1):
+                last = j == g1
+                gc = g_col[min(j, g1 - 1)] if not last else 0
+                while k < k1 and (last or col_idx[k] < gc):
+                    key = _okey(bits[k], sign, full, absolute)
+                    tie = key == t
+                    drop = (key < t) | (tie & (ties_left > 0))
+                    ties_left -= 1 if (tie & (ties_left > 0)) else 0
+                    if w < w1:  # a dropped last connection must not write into the next row
+                        out_col[w] = col_idx[k]
+                        out_values[w] = values[k]
+                        old_pos[w] = k
+                    w += 0 if drop else 1
+                    k += 1
+                if not last:
+                    out_col[w] = gc
+                    out_values[w] = g_values[j]
+                    old_pos[w] = -1
+                    w += 1
+
+
+def evolve_csr(row_ptr, col_idx, values, bits, absolute: bool, n_drop: int, g_ptr, g_col, g_values):
+    """Drop the ``n_drop`` lowest-scored connections of a CSR pattern and add the grown ones.
+
+    ``bits`` is the unsigned view of the scores (``values.view(uint32)`` with ``absolute=True``
+    for magnitude, or :func:`score_bits`); the dropped set follows the stable tie rule (module
+    notes). ``(g_ptr, g_col)`` are the grown positions by row (ascending, absent from the pattern)
+    with their values ``g_values``. Returns ``(row_ptr, col_idx, values, old_position)`` of the new
+    pattern; ``old_position[k]`` is the old storage position of new position ``k``, -1 if grown
+    (int32 when the layer has under 2**31 connections, int64 otherwise).
+    """
+    with serial_below(bits.shape[0]):
+        return _evolve_csr(row_ptr, col_idx, values, bits, absolute, n_drop, g_ptr, g_col, g_values)
+
+
+def _evolve_csr(row_ptr, col_idx, values, bits, absolute: bool, n_drop: int, g_ptr, g_col, g_values):
+    row_ptr = np.ascontiguousarray(row_ptr, dtype=np.int64)
+    n_out = row_ptr.shape[0] - 1
+    nnz = int(row_ptr[-1])
+    if n_drop > 0:
+        t, ties = select_threshold(bits, absolute, n_drop)
+        dropped, tie_drop = drops_per_row(row_ptr, bits, absolute, t, ties)
+    else:
+        t, ties = 0, 0
+        dropped = tie_drop = np.zeros(n_out, dtype=np.int64)
+        absolute = True
+    new_ptr = np.zeros(n_out + 1, dtype=np.int64)
+    np.cumsum(np.diff(row_ptr) - dropped + np.diff(g_ptr), out=new_ptr[1:])
+    n_new = int(new_ptr[-1])
+    out_col = np.empty(n_new, dtype=col_idx.dtype)
+    out_values = np.empty(n_new, dtype=values.dtype)
+    old_pos = np.empty(n_new, dtype=np.int32 if nnz < 2**31 - 1 else np.int64)
+    g_values = np.ascontiguousarray(g_values, dtype=values.dtype)
+    _, sign, full = _order_params(bits)
+    if n_drop == 0:
+        t = 0  # nothing is below key 0 and no tie is dropped
+    _merge_evolved(row_ptr, col_idx, values, bits, sign, full, absolute, np.uint64(t), tie_drop, new_ptr,
+                   g_ptr, g_col, g_values, out_col, out_values, old_pos, _n_chunks(n_out, 1 << 12))
+    return new_ptr, out_col, out_values, old_pos
