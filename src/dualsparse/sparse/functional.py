@@ -8,15 +8,18 @@ stack of layers: a layer returns ``yt.t()`` — a (batch, out) *view* of a (out,
 so the next layer's ``x.t()`` is already contiguous, and elementwise activations keep the layout.
 Only the network's input and the loss gradient are transposed (a tiled parallel copy).
 
-Outputs are allocated with ``empty`` and written by the kernels (bias included), never zero-filled
-first. The value gradient reuses the memory of the previous step's gradient when nothing holds it
-any more (see :func:`_value_grad_buffer`): for a layer of tens of millions of weights a fresh
-allocation per step costs more page faults than the backward pass itself.
+Outputs are allocated with ``empty`` and written by the kernels (bias and bias gradient
+included), never zero-filled first. The value gradient reuses the memory of the previous step's
+gradient when nothing holds it any more (see :func:`_value_grad_buffer`): for a layer of tens of
+millions of weights a fresh allocation per step costs more page faults than the backward pass
+itself. Activation-sized buffers (batch-last input copy, output, input gradient) are recycled the
+same way (:func:`_buffer`), which matters for very sparse layers, whose step is mostly such passes.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import weakref
 
 import numpy as np
@@ -26,7 +29,12 @@ from . import kernels
 
 _GATHER_CHUNK = 1 << 22  # elements per chunk in the torch backend's value gradient
 _GRAD_BUFFERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_RECYCLE_MIN = 1 << 16  # recycle value-gradient memory from this many weights up
+_RECYCLE_MIN = 1 << 16  # recycle value-gradient / activation memory from this many elements up
+_ACT_BUFFERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_BUFFER_LOCK = threading.Lock()
+#: reuse each layer's activation-sized buffers across steps (see :func:`_buffer`)
+RECYCLE_ACTIVATIONS = True
+_NP_DTYPE = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 
 
 def _backend(layer, device: torch.device) -> str:
@@ -70,13 +78,16 @@ def transpose_pattern(n_in: int, row_ptr: torch.Tensor, col_idx: torch.Tensor):
     return col_ptr, rows[perm].to(col_idx.dtype), perm
 
 
-def _batch_last(x: torch.Tensor) -> torch.Tensor:
-    """``x.t()`` as a C-contiguous (features, batch) tensor; a view when it already is one."""
+def _batch_last(x: torch.Tensor, layer=None, role: str = "") -> torch.Tensor:
+    """``x.t()`` as a C-contiguous (features, batch) tensor; a view when it already is one.
+
+    With ``layer``, a copy goes to that layer's recycled ``role`` buffer (see :func:`_buffer`).
+    """
     xt = x.t()
     if xt.is_contiguous():
         return xt
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.is_contiguous() and x.numel() >= 4096:
-        out = torch.empty(xt.shape, dtype=x.dtype)
+        out = _buffer(layer, role, xt.shape, x.dtype) if layer is not None else torch.empty(xt.shape, dtype=x.dtype)
         kernels.transpose(_np(x), _np(out))
         return out
     return xt.contiguous()
@@ -95,14 +106,43 @@ def _value_grad_buffer(layer, values: torch.Tensor) -> torch.Tensor:
     if n < _RECYCLE_MIN:
         return torch.empty_like(values)
     dtype = _np(values[:0]).dtype
-    arr = _GRAD_BUFFERS.get(layer)
-    # 3 references: the dict's, the local name and getrefcount's argument
-    if arr is None or arr.shape[0] != n or arr.dtype != dtype or sys.getrefcount(arr) > 3:
-        fresh = np.empty(n, dtype=dtype)
-        if arr is None or arr.shape[0] != n or arr.dtype != dtype:
-            _GRAD_BUFFERS[layer] = fresh
-        return torch.from_numpy(fresh)
-    return torch.from_numpy(arr)
+    with _BUFFER_LOCK:
+        arr = _GRAD_BUFFERS.get(layer)
+        # 3 references: the dict's, the local name and getrefcount's argument
+        if arr is None or arr.shape[0] != n or arr.dtype != dtype or sys.getrefcount(arr) > 3:
+            fresh = np.empty(n, dtype=dtype)
+            if arr is None or arr.shape[0] != n or arr.dtype != dtype:
+                _GRAD_BUFFERS[layer] = fresh
+            return torch.from_numpy(fresh)
+        return torch.from_numpy(arr)
+
+
+def _buffer(layer, role: str, shape, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor for an activation-sized output of ``layer`` (its batch-last
+    input, output or input gradient), the same memory every step while nothing else holds it.
+
+    A training step frees and re-allocates a dozen (features x batch) buffers; glibc hands freed
+    heap tops back to the kernel, so each new one page-faults (at 0.1 % density on 2 cores that
+    was a fifth of the step). As in :func:`_value_grad_buffer`, the numpy array's reference count
+    says whether any tensor or view still uses the memory; if one does, a fresh buffer is used.
+    """
+    n = 1
+    for d in shape:
+        n *= d
+    if n < _RECYCLE_MIN or not RECYCLE_ACTIVATIONS:
+        return torch.empty(shape, dtype=dtype)
+    np_dtype = _NP_DTYPE.get(dtype) or torch.empty(0, dtype=dtype).numpy().dtype
+    with _BUFFER_LOCK:  # check and hand out atomically: two threads never get the same memory
+        pool = _ACT_BUFFERS.get(layer)
+        if pool is None:
+            pool = _ACT_BUFFERS[layer] = {}
+        arr = pool.get(role)
+        # 3 references: the dict's, the local name and getrefcount's argument
+        if arr is None or arr.shape != tuple(shape) or arr.dtype != np_dtype:
+            arr = pool[role] = np.empty(shape, dtype=np_dtype)
+        elif sys.getrefcount(arr) > 3:
+            return torch.from_numpy(np.empty(shape, dtype=np_dtype))
+        return torch.from_numpy(arr)
 
 
 # ---------------------------------------------------------------------------- dense input
@@ -110,11 +150,15 @@ class _SparseLinearFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, values, bias, layer):
         backend = _backend(layer, x.device)
-        xt = _batch_last(x.to(values.dtype))
+        numba = backend == "numba"
+        xt = _batch_last(x.to(values.dtype), layer if numba else None, "xt")
         n_out, batch = layer.out_features, xt.shape[1]
-        # a fresh buffer, fully written: never an alias of the bias (batch 1) or of the input
-        yt = torch.empty(n_out, batch, dtype=values.dtype, device=x.device)
-        if backend == "numba":
+        # a buffer no tensor uses, fully written: never an alias of the bias (batch 1) or of the input
+        if numba:
+            yt = _buffer(layer, "yt", (n_out, batch), values.dtype)
+        else:
+            yt = torch.empty(n_out, batch, dtype=values.dtype, device=x.device)
+        if numba:
             kernels.run(
                 kernels.csr_forward, layer.nnz * batch,
                 _np(layer.row_ptr), _idx(layer.col_idx), _np(values), _bias_np(bias, values), _np(xt), _np(yt),
@@ -135,10 +179,11 @@ class _SparseLinearFn(torch.autograd.Function):
     def backward(ctx, grad_out):
         xt, values = ctx.saved_tensors
         layer = ctx.layer
-        gt = _batch_last(grad_out.to(values.dtype))
+        numba = ctx.backend == "numba"
+        gt = _batch_last(grad_out.to(values.dtype), layer if numba else None, "gt")
         need_x = ctx.needs_input_grad[0]
         gxt = None
-        if ctx.backend == "numba":
+        if numba:
             gv = _value_grad_buffer(layer, values)
             batch = xt.shape[1]
             work = values.shape[0] * batch
@@ -147,7 +192,7 @@ class _SparseLinearFn(torch.autograd.Function):
             if not need_x:
                 kernels.run(kernels.csr_value_grad, work, _np(layer.row_ptr), _idx(layer.col_idx), _np(xt), _np(gt), _np(gv), gb)
             elif kernels.use_csr_backward(batch, values.shape[0]):
-                gxt = torch.empty_like(xt)
+                gxt = _buffer(layer, "gxt", tuple(xt.shape), xt.dtype)
                 threads = kernels.num_threads() if work >= kernels.PARALLEL_MIN_WORK else 1
                 kernels.run(
                     kernels.csr_backward, work,
@@ -155,12 +200,13 @@ class _SparseLinearFn(torch.autograd.Function):
                 )
             else:
                 col_ptr, row_idx, perm = layer.csc()
-                gxt = torch.empty_like(xt)
+                gxt = _buffer(layer, "gxt", tuple(xt.shape), xt.dtype)
+                # every input-gradient row is written, stored weights or not (a 4000 x 10 layer at
+                # 0.1 % is 40 products but 4000 x batch writes: worth two threads)
                 kernels.run(
-                    kernels.csc_backward, 2 * work,
-                    _np(col_ptr), _idx(row_idx), _idx(perm), _np(values), _np(xt), _np(gt), _np(gxt), _np(gv),
+                    kernels.csc_backward, 2 * work + gxt.numel(),
+                    _np(col_ptr), _idx(row_idx), _idx(perm), _np(values), _np(xt), _np(gt), _np(gxt), _np(gv), gb,
                 )
-                grad_b = gt.sum(1) if ctx.has_bias else None
             grad_x = gxt.t() if gxt is not None else None
             return grad_x, gv, grad_b, None
         else:

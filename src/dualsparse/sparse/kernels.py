@@ -17,8 +17,11 @@ Kernels by batch size (measured on 2 cores, see ``benchmarks/engine.py`` and ``s
   threads split the *input* range (each owns ``gx[c0:c1]``), so no atomics and no transposed
   pattern are needed — a 72-million-weight layer never builds its CSC.
 
-Every kernel *writes* its outputs (bias or zero first), so callers allocate with ``empty``, never
-``zeros``; no kernel allocates anything of dense-weight size. Reductions accumulate in the data
+Every kernel *writes* its outputs (the bias, or the first block of products, or zero for a row /
+column without stored weights), so callers allocate with ``empty``, never ``zeros``; the backward
+kernels also write the bias gradient. No kernel allocates anything of dense-weight size. At very
+low density (0.1 %: rows and columns of 0-8 weights) every pass over an activation row counts, so
+blocks of 1-4 weights are each one pass, the first one writing instead of accumulating. Reductions accumulate in the data
 type (a float64 accumulator for float32 data would not vectorise).
 
 Denormals: a softmax far from uniform produces gradients below 1e-38, and every product with
@@ -178,31 +181,88 @@ def _forward_rows(row_ptr, col_idx, values, bias, xt, yt, i0, i1):
             yt[i, 0] = s0
             yt[i, 1] = s1
     else:
+        # One pass over y per block of up to four stored weights, the first block starting from the
+        # bias (no separate initialising pass) and the last from the 1-3 left: the rounding is that
+        # of adding the weights one by one in CSR order, whatever the batch (see _JIT_EXACT).
         for i in range(i0, i1):
-            y = yt[i]
             b0 = bias[i] if has_bias else _zero(yt)
-            for b in range(batch):
-                y[b] = b0
             k = row_ptr[i]
             end = row_ptr[i + 1]
-            while k + 4 <= end:  # one pass over y per four stored weights, same rounding as one by one
+            r = end - k
+            if r >= 4:
                 w0 = values[k]
                 w1 = values[k + 1]
                 w2 = values[k + 2]
                 w3 = values[k + 3]
-                x0 = xt[col_idx[k]]
-                x1 = xt[col_idx[k + 1]]
-                x2 = xt[col_idx[k + 2]]
-                x3 = xt[col_idx[k + 3]]
+                j0 = col_idx[k]
+                j1 = col_idx[k + 1]
+                j2 = col_idx[k + 2]
+                j3 = col_idx[k + 3]
                 for b in range(batch):
-                    y[b] = (((y[b] + w0 * x0[b]) + w1 * x1[b]) + w2 * x2[b]) + w3 * x3[b]
+                    yt[i, b] = (((b0 + w0 * xt[j0, b]) + w1 * xt[j1, b]) + w2 * xt[j2, b]) + w3 * xt[j3, b]
                 k += 4
-            while k < end:
+            elif r == 3:
                 w0 = values[k]
-                x0 = xt[col_idx[k]]
+                w1 = values[k + 1]
+                w2 = values[k + 2]
+                j0 = col_idx[k]
+                j1 = col_idx[k + 1]
+                j2 = col_idx[k + 2]
                 for b in range(batch):
-                    y[b] += w0 * x0[b]
-                k += 1
+                    yt[i, b] = ((b0 + w0 * xt[j0, b]) + w1 * xt[j1, b]) + w2 * xt[j2, b]
+                continue
+            elif r == 2:
+                w0 = values[k]
+                w1 = values[k + 1]
+                j0 = col_idx[k]
+                j1 = col_idx[k + 1]
+                for b in range(batch):
+                    yt[i, b] = (b0 + w0 * xt[j0, b]) + w1 * xt[j1, b]
+                continue
+            elif r == 1:
+                w0 = values[k]
+                j0 = col_idx[k]
+                for b in range(batch):
+                    yt[i, b] = b0 + w0 * xt[j0, b]
+                continue
+            else:
+                for b in range(batch):
+                    yt[i, b] = b0
+                continue
+            while k + 4 <= end:
+                w0 = values[k]
+                w1 = values[k + 1]
+                w2 = values[k + 2]
+                w3 = values[k + 3]
+                j0 = col_idx[k]
+                j1 = col_idx[k + 1]
+                j2 = col_idx[k + 2]
+                j3 = col_idx[k + 3]
+                for b in range(batch):
+                    yt[i, b] = (((yt[i, b] + w0 * xt[j0, b]) + w1 * xt[j1, b]) + w2 * xt[j2, b]) + w3 * xt[j3, b]
+                k += 4
+            r = end - k
+            if r == 3:
+                w0 = values[k]
+                w1 = values[k + 1]
+                w2 = values[k + 2]
+                j0 = col_idx[k]
+                j1 = col_idx[k + 1]
+                j2 = col_idx[k + 2]
+                for b in range(batch):
+                    yt[i, b] = ((yt[i, b] + w0 * xt[j0, b]) + w1 * xt[j1, b]) + w2 * xt[j2, b]
+            elif r == 2:
+                w0 = values[k]
+                w1 = values[k + 1]
+                j0 = col_idx[k]
+                j1 = col_idx[k + 1]
+                for b in range(batch):
+                    yt[i, b] = (yt[i, b] + w0 * xt[j0, b]) + w1 * xt[j1, b]
+            elif r == 1:
+                w0 = values[k]
+                j0 = col_idx[k]
+                for b in range(batch):
+                    yt[i, b] = yt[i, b] + w0 * xt[j0, b]
 
 
 @nb.njit(parallel=True, **_JIT_EXACT)
@@ -259,13 +319,39 @@ def _value_grad_rows(row_ptr, col_idx, xt, gt, gv, i0, i1):
                 gv[k + 2] = s2
                 gv[k + 3] = s3
                 k += 4
-            while k < end:
+            r = end - k
+            if r == 3:  # the 1-3 left in one pass too (rows of a very sparse layer hold 0-8)
+                x0 = xt[col_idx[k]]
+                x1 = xt[col_idx[k + 1]]
+                x2 = xt[col_idx[k + 2]]
+                s0 = _zero(gv)
+                s1 = _zero(gv)
+                s2 = _zero(gv)
+                for b in range(batch):
+                    gb = g[b]
+                    s0 += gb * x0[b]
+                    s1 += gb * x1[b]
+                    s2 += gb * x2[b]
+                gv[k] = s0
+                gv[k + 1] = s1
+                gv[k + 2] = s2
+            elif r == 2:
+                x0 = xt[col_idx[k]]
+                x1 = xt[col_idx[k + 1]]
+                s0 = _zero(gv)
+                s1 = _zero(gv)
+                for b in range(batch):
+                    gb = g[b]
+                    s0 += gb * x0[b]
+                    s1 += gb * x1[b]
+                gv[k] = s0
+                gv[k + 1] = s1
+            elif r == 1:
                 x0 = xt[col_idx[k]]
                 s0 = _zero(gv)
                 for b in range(batch):
                     s0 += g[b] * x0[b]
                 gv[k] = s0
-                k += 1
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -343,18 +429,22 @@ def _csc_backward_cols(col_ptr, row_idx, perm, values, xt, gt, gxt, gv, j0, j1):
 
 
 @nb.njit(parallel=True, **_JIT)
-def csc_backward(col_ptr, row_idx, perm, values, xt, gt, gxt, gv):
+def csc_backward(col_ptr, row_idx, perm, values, xt, gt, gxt, gv, gb):
     """Fused backward in CSC order (wide batches).
 
     For every input j and stored weight k = (i, j):
     ``gv[k] = <gt[i, :], xt[j, :]>`` and ``gxt[j, :] = sum values[k] * gt[i, :]``.
     Each thread owns whole input columns, so neither output needs atomics; ``gxt`` is written.
+    Also ``gb[i] = sum_b gt[i, b]`` (the bias gradient) unless ``gb`` is empty.
     """
     n = gxt.shape[0]
+    n_out = gt.shape[0]
     nc = _n_chunks(n)
     for c in nb.prange(nc):
         old = _ftz_on()
         _csc_backward_cols(col_ptr, row_idx, perm, values, xt, gt, gxt, gv, n * c // nc, n * (c + 1) // nc)
+        if gb.shape[0] > 0:
+            _row_sums(gt, gb, n_out * c // nc, n_out * (c + 1) // nc)
         _ftz_off(old)
 
 
