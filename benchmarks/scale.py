@@ -11,10 +11,21 @@ subprocess reports
 * peak RSS (``ru_maxrss``) and the number of live weights.
 
 ``--mode estimator`` (default) trains ``dualsparse.SparseMLPClassifier`` and reads its per-epoch
-``history_`` (``time_s`` = training, ``evolution_time_s``); ``--mode direct`` runs the same model,
+``history_`` (``time_s`` less the deferred topology update it includes = training,
+``evolution_time_s``); the estimator runs SGD through its fused step
+(``dualsparse.train.fused_step``; ``DUALSPARSE_FUSED_STEP=0`` in the environment forces autograd); ``--mode direct`` runs the same model,
 optimiser and ``dualsparse.dst.SET`` in a bare loop, to show what the estimator adds. Times are
 medians over the epochs after the first (the first pays Numba's cache loading and page faults of
 first touch); the first epoch is reported too.
+
+Hyper-parameters: All-ReLU (alpha 0.6), SGD lr 0.01, momentum 0.9, as SET's truly sparse code.
+That code decays the weights *outside* the momentum, ``w -= 0.0002 * w`` per step; torch's SGD
+adds ``weight_decay * w`` to the gradient instead, so ``--weight-decay 0.02`` (= 0.0002 / lr) gives
+the same decay in the step it is applied (momentum then carries it on). Without it, or with a
+coupled 0.0002, the run diverges to NaN at epoch 4: our layers are He-initialised for the fan-in
+each unit actually has (~40), SET's for the dense fan-in (3,312), i.e. with ~9x smaller weights.
+SET's code also uses dropout 0.3; here it is 0 (the estimator's fused SGD step, which is what
+users of this setting run, needs dropout 0; with dropout it falls back to autograd).
 
 Reference (SET authors' SciPy/Cython code, same architecture): 0.81 s/epoch at H = 3,000
 (0.66 training + 0.13 evolution) and 8.1 s at H = 30,000 (6.3 + 1.6).
@@ -71,7 +82,8 @@ def worker(args) -> dict:
     H = args.H
     common = dict(
         hidden_layer_sizes=(H, H, H), algorithm="set", epsilon=20.0, zeta=0.3, activation=args.activation,
-        optimizer="sgd", learning_rate=args.lr, momentum=0.9, batch_size=2, random_state=0,
+        optimizer="sgd", learning_rate=args.lr, momentum=0.9, weight_decay=args.weight_decay, batch_size=2,
+        random_state=0,
     )
     t0 = time.perf_counter()
     train_s, evo_s = [], []
@@ -80,9 +92,14 @@ def worker(args) -> dict:
 
         est = SparseMLPClassifier(max_epochs=args.epochs, **common)
         est.fit(Xtr, ytr)
+        # an epoch's ``time_s`` starts before the topology update deferred from the epoch before
+        # (``_apply_pending_update``), whose own time is that epoch's ``evolution_time_s``
+        previous_evo = 0.0
         for h in est.history_:
-            train_s.append(h["time_s"])
-            evo_s.append(h.get("evolution_time_s", 0.0))
+            train_s.append(h["time_s"] - previous_evo)
+            previous_evo = h.get("evolution_time_s", 0.0)
+            if "evolution_time_s" in h:  # fit leaves the last epoch's update pending (not timed)
+                evo_s.append(previous_evo)
         model = est.module_
         acc = float((est.predict(X[n_train:]) == y[n_train:]).mean())
     else:
@@ -91,7 +108,8 @@ def worker(args) -> dict:
 
         rng = np.random.default_rng(0)
         model = build_mlp(X.shape[1], (H, H, H), 5, sparse=True, epsilon=20.0, activation=args.activation, rng=rng)
-        opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, fused=args.fused_sgd or None)
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay,
+                              fused=args.fused_sgd or None)
         algo = SET(zeta=0.3)
         loss_fn = torch.nn.CrossEntropyLoss()
         Xt = torch.from_numpy(Xtr)
@@ -114,13 +132,15 @@ def worker(args) -> dict:
             acc = float((model(torch.from_numpy(X[n_train:])).argmax(1).numpy() == y[n_train:]).mean())
     nnz = sum(m.nnz for m in model.modules() if hasattr(m, "nnz"))
     later = slice(1, None) if len(train_s) > 1 else slice(0, None)
+    evo_later = slice(1, None) if len(evo_s) > 1 else slice(0, None)
+    evo_s = evo_s or [0.0]
     return {
         "H": H,
         "mode": args.mode,
         "nnz": int(nnz),
         "neurons": 3312 + 3 * H + 5,
         "train_s": float(np.median(train_s[later])),
-        "evo_s": float(np.median(evo_s[later])),
+        "evo_s": float(np.median(evo_s[evo_later])),
         "first_train_s": train_s[0],
         "first_evo_s": evo_s[0],
         "epochs": len(train_s),
@@ -138,6 +158,8 @@ def main():
     p.add_argument("--mode", choices=("estimator", "direct"), default="estimator")
     p.add_argument("--activation", default="allrelu", help="hidden activation (SET's truly sparse code uses All-ReLU)")
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--weight-decay", type=float, default=0.02,
+                   help="torch SGD weight decay; 0.02 = SET's per-step 0.0002 / lr (see above)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--fused-sgd", action="store_true", help="direct mode: torch.optim.SGD(fused=True), one pass over the weights")
     p.add_argument("--json", help="also write the raw results here")
@@ -148,7 +170,8 @@ def main():
         print(json.dumps(worker(args)))
         return
     print(
-        f"3312-H-H-H-5, epsilon 20, SET zeta 0.3, batch 2, SGD momentum 0.9, {args.activation}, "
+        f"3312-H-H-H-5, epsilon 20, SET zeta 0.3, batch 2, SGD lr {args.lr} momentum 0.9 weight decay "
+        f"{args.weight_decay}, {args.activation}, "
         f"{args.threads} threads, mode={args.mode}{' (fused SGD)' if args.fused_sgd else ''}, median of epochs 2..{args.epochs}"
     )
     print(
@@ -160,6 +183,7 @@ def main():
         cmd = [
             sys.executable, "-W", "ignore", HERE, "--worker", str(H), "--epochs", str(args.epochs),
             "--mode", args.mode, "--activation", args.activation, "--lr", str(args.lr), "--threads", str(args.threads),
+            "--weight-decay", str(args.weight_decay),
         ] + (["--fused-sgd"] if args.fused_sgd else [])
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:

@@ -22,6 +22,7 @@ from ..sparse.density import DISTRIBUTIONS
 from ..utils import check_random_state, derive_seed
 from .callbacks import CallbackList, make_example_tracker
 from .flops import FlopCounter
+from .fused_step import make_fused_step
 from .network import ACTIVATIONS, build_mlp, input_importance
 
 OPTIMIZERS = ("sgd", "adam")
@@ -195,6 +196,8 @@ class _BaseSparseMLP(BaseEstimator):
         best_score, best_state, stall = -np.inf, None, 0
         y_t = torch.as_tensor(y, device=device)
         loss_fn = self._loss_fn()
+        # SGD steps without autograd where the fit allows (see fused_step); None: autograd always
+        fused = make_fused_step(self, X, loss_fn)
         for _ in range(epochs):
             epoch = self.n_iter_
             t0 = time.perf_counter()
@@ -210,6 +213,8 @@ class _BaseSparseMLP(BaseEstimator):
                 if capture:
                     with LayerIOCapture(self.module_) as cap:
                         out, loss = self._step_batch(xb, y_t[idx], loss_fn)
+                elif fused is not None:
+                    out, loss = fused(xb, y_t[idx])
                 else:
                     out, loss = self._step_batch(xb, y_t[idx], loss_fn)
                 self._step += 1

@@ -1,0 +1,201 @@
+"""The fused SGD step (train/fused_step.py) trains exactly like the autograd path it replaces."""
+
+import numpy as np
+import pytest
+import torch
+
+from dualsparse import Callback, SparseMLPClassifier, SparseMLPRegressor
+from dualsparse.train import fused_step
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(48, 20)).astype(np.float32)
+    y_cls = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)
+    y_reg = np.stack([X[:, 0] - 2 * X[:, 3], X[:, 1] * X[:, 2]], axis=1)
+    return X, y_cls, y_reg
+
+
+def _fit(cls, X, y, fused, **kw):
+    params = dict(hidden_layer_sizes=(30, 30), sparsity=0.6, optimizer="sgd", learning_rate=0.01, momentum=0.9,
+                  batch_size=2, max_epochs=3, random_state=0, activation="relu")
+    params.update(kw)
+    est = cls(**params)
+    est._use_fused_step = fused
+    return est.fit(X, y)
+
+
+def _assert_same(a, b, rtol=1e-5, atol=1e-6):
+    pa, pb = dict(a.module_.named_parameters()), dict(b.module_.named_parameters())
+    assert pa.keys() == pb.keys()
+    for name in pa:
+        va, vb = pa[name].detach(), pb[name].detach()
+        torch.testing.assert_close(va, vb, rtol=rtol, atol=atol, msg=name)
+        sa, sb = a.optimizer_.state.get(pa[name], {}), b.optimizer_.state.get(pb[name], {})
+        assert sa.keys() == sb.keys(), name
+        if "momentum_buffer" in sa:
+            torch.testing.assert_close(sa["momentum_buffer"], sb["momentum_buffer"], rtol=rtol, atol=atol, msg=name)
+    for la, lb in zip(a.module_.modules(), b.module_.modules()):
+        if hasattr(la, "col_idx"):
+            assert torch.equal(la.col_idx, lb.col_idx) and torch.equal(la.row_ptr, lb.row_ptr)
+    np.testing.assert_allclose([h["loss"] for h in a.history_], [h["loss"] for h in b.history_], rtol=rtol)
+
+
+@pytest.mark.parametrize("cls", ["classifier", "regressor"])
+@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 0.0), (0.9, 1e-3), (0.0, 1e-3)])
+@pytest.mark.parametrize("activation", ["relu", "allrelu"])
+def test_fused_matches_autograd(data, cls, momentum, weight_decay, activation):
+    X, y_cls, y_reg = data
+    est_cls, y = (SparseMLPClassifier, y_cls) if cls == "classifier" else (SparseMLPRegressor, y_reg)
+    kw = dict(momentum=momentum, weight_decay=weight_decay, activation=activation)
+    a = _fit(est_cls, X, y, True, **kw)  # 3 epochs: two SET updates in between
+    b = _fit(est_cls, X, y, False, **kw)
+    _assert_same(a, b)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 5, 64])
+def test_fused_matches_autograd_batch_sizes(data, batch_size):
+    X, y, _ = data  # 48 rows: the last batch is smaller for 5 and all rows for 64
+    kw = dict(batch_size=batch_size, activation="allrelu", weight_decay=1e-4)
+    _assert_same(_fit(SparseMLPClassifier, X, y, True, **kw), _fit(SparseMLPClassifier, X, y, False, **kw))
+
+
+def test_fused_path_is_used_and_reproducible(data, monkeypatch):
+    X, y, _ = data
+    calls = []
+    original = fused_step.FusedStep.__call__
+
+    def spy(self, xb, yb):
+        calls.append(xb.shape[0])
+        return original(self, xb, yb)
+
+    monkeypatch.setattr(fused_step.FusedStep, "__call__", spy)
+    a = _fit(SparseMLPClassifier, X, y, True)
+    assert len(calls) == 3 * 24
+    b = _fit(SparseMLPClassifier, X, y, True)
+    for pa, pb in zip(a.module_.parameters(), b.module_.parameters()):
+        assert torch.equal(pa, pb)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_wide_batches_with_much_work_keep_the_autograd_path(data, monkeypatch):
+    X, y, _ = data
+    monkeypatch.setattr(fused_step, "FUSED_MAX_WORK", 1000)  # this net: ~500 live weights
+    loss = torch.nn.CrossEntropyLoss()
+    small = _fit(SparseMLPClassifier, X, y, True, batch_size=fused_step.FUSED_MAX_BATCH)
+    assert fused_step.make_fused_step(small, X, loss) is not None  # small batches: always fused
+    wide = _fit(SparseMLPClassifier, X, y, True, batch_size=16)
+    assert 16 * sum(m.nnz for m in wide.module_.modules() if hasattr(m, "nnz")) > 1000
+    assert fused_step.make_fused_step(wide, X, loss) is None
+    monkeypatch.setattr(fused_step, "FUSED_MAX_WORK", 10**9)
+    assert fused_step.make_fused_step(wide, X, loss) is not None
+
+
+def test_env_var_forces_autograd(data, monkeypatch):
+    X, y, _ = data
+    est = SparseMLPClassifier(optimizer="sgd")
+    est.module_, est.optimizer_ = None, None
+    monkeypatch.setenv(fused_step.ENV_VAR, "0")
+    assert fused_step.make_fused_step(est, X, torch.nn.CrossEntropyLoss()) is None
+
+
+def test_switching_paths_and_partial_fit_stay_consistent(data):
+    """Fused epochs, then autograd epochs (and back) give the autograd-only result."""
+    X, y, _ = data
+    kw = dict(hidden_layer_sizes=(30, 30), sparsity=0.6, optimizer="sgd", learning_rate=0.01, momentum=0.9,
+              batch_size=3, random_state=0, activation="allrelu", weight_decay=1e-4)
+    classes = np.unique(y)
+    mixed, ref = SparseMLPClassifier(**kw), SparseMLPClassifier(**kw)
+    ref._use_fused_step = False
+    for epoch in range(4):
+        mixed._use_fused_step = epoch % 2 == 0
+        mixed.partial_fit(X, y, classes=classes)
+        ref.partial_fit(X, y, classes=classes)
+    _assert_same(mixed, ref)
+
+
+def test_warm_start_continues_from_momentum(data):
+    X, y, _ = data
+    a = _fit(SparseMLPClassifier, X, y, True, warm_start=True, max_epochs=2)
+    b = _fit(SparseMLPClassifier, X, y, False, warm_start=True, max_epochs=2)
+    a.fit(X, y)
+    b.fit(X, y)
+    _assert_same(a, b)
+
+
+def test_callbacks_get_logits_and_flops_are_counted(data):
+    X, y, _ = data
+    seen = {True: [], False: []}
+
+    class Record(Callback):
+        def __init__(self, key):
+            self.key = key
+
+        def on_batch_end(self, est, epoch, batch_index, outputs, y_batch, loss):
+            seen[self.key].append((outputs.clone(), loss))
+
+    a = _fit(SparseMLPClassifier, X, y, True, callbacks=[Record(True)], max_epochs=1)
+    b = _fit(SparseMLPClassifier, X, y, False, callbacks=[Record(False)], max_epochs=1)
+    assert len(seen[True]) == len(seen[False]) == 24
+    for (oa, la), (ob, lb) in zip(seen[True], seen[False]):
+        assert oa.shape == ob.shape == (2, 3)
+        torch.testing.assert_close(oa, ob, rtol=1e-5, atol=1e-6)
+        assert la == pytest.approx(lb, rel=1e-5)
+    assert a.flops_ == b.flops_ and a.flops_["samples_seen"] == 48
+
+
+@pytest.mark.parametrize("kw", [dict(optimizer="adam"), dict(dropout=0.2), dict(activation="tanh"),
+                                dict(optimizer="sgd", algorithm="dense")])
+def test_fallbacks_still_train(data, kw):
+    X, y, _ = data
+    params = dict(hidden_layer_sizes=(30, 30), sparsity=0.6, learning_rate=0.01, batch_size=4, max_epochs=3,
+                  random_state=0, optimizer="sgd")
+    params.update(kw)
+    est = SparseMLPClassifier(**params).fit(X, y)
+    assert fused_step.make_fused_step(est, X, est._loss_fn()) is None
+    assert np.isfinite(est.history_[-1]["loss"]) and est.history_[-1]["loss"] < est.history_[0]["loss"] * 1.5
+
+
+def test_sparse_input_falls_back(data):
+    import scipy.sparse as sp
+
+    X, y, _ = data
+    Xs = sp.csr_matrix(np.where(np.abs(X) > 1, X, 0))
+    kw = dict(hidden_layer_sizes=(30,), sparsity=0.6, optimizer="sgd", learning_rate=0.01, batch_size=4,
+              max_epochs=2, random_state=0)
+    est = SparseMLPClassifier(**kw).fit(Xs, y)
+    assert fused_step.make_fused_step(est, Xs, est._loss_fn()) is None
+    dense = SparseMLPClassifier(**kw)
+    dense._use_fused_step = True
+    dense.fit(Xs.toarray(), y)
+    assert np.isfinite(est.history_[-1]["loss"])
+
+
+def test_rigl_capture_steps_use_autograd(data):
+    X, y, _ = data
+    from dualsparse.dst import RigL
+
+    kw = dict(algorithm=RigL(zeta=0.3, every=10), hidden_layer_sizes=(30, 30), sparsity=0.6, optimizer="sgd", learning_rate=0.01,
+              momentum=0.9, batch_size=2, max_epochs=2, random_state=0)
+    a = SparseMLPClassifier(**kw)
+    b = SparseMLPClassifier(**kw)
+    b._use_fused_step = False
+    _assert_same(a.fit(X, y), b.fit(X, y))
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_parallel_kernels_match_autograd(data, monkeypatch, batch_size):
+    """Small layers run on one thread; force the multi-threaded kernels (row split, per-thread
+    gradient buffers) and compare with autograd."""
+    from dualsparse.sparse import kernels
+
+    if kernels.num_threads() < 2:
+        pytest.skip("needs 2 Numba threads")
+    monkeypatch.setattr(fused_step, "PARALLEL_MIN_WORK", 0)
+    X, y, _ = data
+    kw = dict(batch_size=batch_size, activation="allrelu", weight_decay=1e-4)
+    # the threads' input gradients are summed in another order: float32 rounding, ~1e-6 of the
+    # largest momentum after 144 steps
+    _assert_same(_fit(SparseMLPClassifier, X, y, True, **kw), _fit(SparseMLPClassifier, X, y, False, **kw),
+                 rtol=1e-4, atol=1e-5)
