@@ -319,39 +319,13 @@ def _value_grad_rows(row_ptr, col_idx, xt, gt, gv, i0, i1):
                 gv[k + 2] = s2
                 gv[k + 3] = s3
                 k += 4
-            r = end - k
-            if r == 3:  # the 1-3 left in one pass too (rows of a very sparse layer hold 0-8)
-                x0 = xt[col_idx[k]]
-                x1 = xt[col_idx[k + 1]]
-                x2 = xt[col_idx[k + 2]]
-                s0 = _zero(gv)
-                s1 = _zero(gv)
-                s2 = _zero(gv)
-                for b in range(batch):
-                    gb = g[b]
-                    s0 += gb * x0[b]
-                    s1 += gb * x1[b]
-                    s2 += gb * x2[b]
-                gv[k] = s0
-                gv[k + 1] = s1
-                gv[k + 2] = s2
-            elif r == 2:
-                x0 = xt[col_idx[k]]
-                x1 = xt[col_idx[k + 1]]
-                s0 = _zero(gv)
-                s1 = _zero(gv)
-                for b in range(batch):
-                    gb = g[b]
-                    s0 += gb * x0[b]
-                    s1 += gb * x1[b]
-                gv[k] = s0
-                gv[k + 1] = s1
-            elif r == 1:
+            while k < end:
                 x0 = xt[col_idx[k]]
                 s0 = _zero(gv)
                 for b in range(batch):
                     s0 += g[b] * x0[b]
                 gv[k] = s0
+                k += 1
 
 
 @nb.njit(parallel=True, **_JIT)

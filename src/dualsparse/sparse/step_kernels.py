@@ -39,24 +39,10 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-try:  # flush-to-zero for the kernels' duration (see kernels.py: denormal gradients cost 3x)
-    from .kernels import _ftz_off, _ftz_on
-except ImportError:  # pragma: no cover - kernels.py reorganised: run with IEEE denormals
-
-    @nb.njit(nogil=True, cache=True)
-    def _ftz_on():
-        return np.uint32(0)
-
-    @nb.njit(nogil=True, cache=True)
-    def _ftz_off(old):
-        pass
-
-
-_FAST = {"reassoc", "contract", "nsz", "arcp"}
-_JIT = dict(nogil=True, cache=True, fastmath=_FAST)
-# Same rule as kernels.csr_forward: outputs are bias + w_1 x_1 + w_2 x_2 + ... in CSR order, one
-# FMA after the other, so the fused forward gives the autograd forward's numbers.
-_JIT_EXACT = dict(nogil=True, cache=True, fastmath={"contract"})
+# the kernels module's compilation rules, flush-to-zero switch and binary search: _JIT_EXACT is
+# csr_forward's rule (outputs are bias + w_1 x_1 + w_2 x_2 + ... in CSR order, one FMA after the
+# other), so the fused forward gives the autograd forward's numbers
+from .kernels import _JIT, _JIT_EXACT, _ftz_off, _ftz_on, _lower_bound
 
 def _as(a, v):  # pragma: no cover - replaced in compiled code
     return v
@@ -106,18 +92,6 @@ def _u(i):
 
 #: momentum modes
 NO_MOMENTUM, FIRST_STEP, MOMENTUM = 0, 1, 2
-
-
-@nb.njit(**_JIT)
-def _lower_bound(a, lo, hi, v):
-    """First position p in [lo, hi) with a[p] >= v (a sorted there); hi if none."""
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] < v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 @nb.njit(**_JIT)

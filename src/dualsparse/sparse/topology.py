@@ -275,6 +275,16 @@ def _keep_above(scores, threshold, ties_to_drop, out):
 
 
 @nb.njit(**_JIT)
+def _gallop(a, p, m, v):
+    """First position >= p of sorted a[:m] holding a value >= v: a few steps, then a binary search."""
+    if p + 8 < m and a[p + 8] < v:
+        return _lower_bound(a, p + 8, m, v)
+    while p < m and a[p] < v:
+        p += 1
+    return p
+
+
+@nb.njit(**_JIT)
 def _keep_new(draw, present, chosen):
     """Compact the ascending ``draw`` in place to its distinct values in neither sorted array.
 
@@ -296,20 +306,10 @@ def _keep_new(draw, present, chosen):
             continue
         have_last = True
         last = v
-        if p1 < m1 and present[p1] < v:
-            if p1 + 8 < m1 and present[p1 + 8] < v:
-                p1 = _lower_bound(present, p1 + 8, m1, v)
-            else:
-                while p1 < m1 and present[p1] < v:
-                    p1 += 1
+        p1 = _gallop(present, p1, m1, v)
         if p1 < m1 and present[p1] == v:
             continue
-        if p2 < m2 and chosen[p2] < v:
-            if p2 + 8 < m2 and chosen[p2 + 8] < v:
-                p2 = _lower_bound(chosen, p2 + 8, m2, v)
-            else:
-                while p2 < m2 and chosen[p2] < v:
-                    p2 += 1
+        p2 = _gallop(chosen, p2, m2, v)
         if p2 < m2 and chosen[p2] == v:
             continue
         draw[kept] = v

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..sparse import SparseLinear, kernels
+from ..sparse.functional import _idx, _np  # numpy views as the autograd path's kernels get them
 from ..sparse import step_kernels as K
 from .network import AllReLU
 
@@ -108,15 +109,6 @@ def make_fused_step(est, X, loss_fn) -> "FusedStep | None":
     return FusedStep(est, layers, slopes, opt, kind, loss_fn)
 
 
-def _view(t: torch.Tensor) -> np.ndarray:
-    return t.detach().numpy()
-
-
-def _index_view(t: torch.Tensor) -> np.ndarray:
-    a = t.numpy()
-    return a.view(np.uint32) if a.dtype == np.int32 else a  # as functional._idx: no wraparound checks
-
-
 class _LayerViews:
     """numpy views of one layer's tensors, rebuilt when the layer's tensors are replaced."""
 
@@ -126,10 +118,10 @@ class _LayerViews:
     def __init__(self, layer: SparseLinear):
         self.values_t, self.bias_t = layer.values, layer.bias
         self.row_ptr_t, self.col_idx_t = layer.row_ptr, layer.col_idx
-        self.values = _view(layer.values)
-        self.bias = _view(layer.bias) if layer.bias is not None else np.empty(0, dtype=np.float32)
+        self.values = _np(layer.values)
+        self.bias = _np(layer.bias) if layer.bias is not None else np.empty(0, dtype=np.float32)
         self.row_ptr = layer.row_ptr.numpy()
-        self.col_idx = _index_view(layer.col_idx)
+        self.col_idx = _idx(layer.col_idx)
         self.nnz = self.values.shape[0]
         self.n_in, self.n_out = layer.in_features, layer.out_features
 
