@@ -42,8 +42,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._validation import first, non_numeric_columns, to_float_array, unknown_name
 
 
-def check_missing_data(estimator, X, *, reset: bool, allow_empty_rows: bool) -> np.ndarray:
-    """Validate X for a representation: numeric, dense, NaN allowed, inf not; see module doc."""
+def _reject_non_numeric(X) -> None:
+    """A TypeError naming the non-numeric columns (DataFrame) or value (ndarray) and the fix."""
     if isinstance(X, pd.DataFrame) and non_numeric_columns(X):
         raise TypeError(
             f"X has non-numeric column(s) {non_numeric_columns(X)}; encode them as numbers "
@@ -51,6 +51,11 @@ def check_missing_data(estimator, X, *, reset: bool, allow_empty_rows: bool) -> 
         )
     if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
         to_float_array(X)  # a TypeError that names the non-numeric value
+
+
+def check_missing_data(estimator, X, *, reset: bool, allow_empty_rows: bool) -> np.ndarray:
+    """Validate X for a representation: numeric, dense, NaN allowed, inf not; see module doc."""
+    _reject_non_numeric(X)
     X = validate_data(
         estimator, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan",
         accept_sparse=False,
@@ -260,17 +265,14 @@ class SparseInputRepresentation(TransformerMixin, BaseEstimator):
         self.allow_empty_rows = allow_empty_rows
 
     def _check(self, X, reset: bool):
-        if isinstance(X, pd.DataFrame) and non_numeric_columns(X):
-            raise TypeError(f"X has non-numeric column(s) {non_numeric_columns(X)}; encode them as numbers first")
-        try:
-            X = validate_data(self, X, reset=reset, dtype=np.float64, accept_sparse="csr", ensure_all_finite=True)
-        except ValueError as err:
-            if "NaN" in str(err) or "infinity" in str(err):
-                raise ValueError(
-                    f"{err} The 'sparse-input' representation is for data whose absent entries are zeros; "
-                    "for data with missing values use 'observed' (missing entries absent) or an 'impute-*' one"
-                ) from err
-            raise
+        _reject_non_numeric(X)
+        X = validate_data(self, X, reset=reset, dtype=np.float64, accept_sparse="csr", ensure_all_finite=False)
+        stored = X.data if sp.issparse(X) else X
+        if not np.isfinite(stored).all():
+            raise ValueError(
+                "X contains NaN or infinity. The 'sparse-input' representation is for data whose absent entries "
+                "are zeros; for data with missing values use 'observed' (missing entries absent) or an 'impute-*' one"
+            )
         X = sp.csr_matrix(X, dtype=np.float64)
         X.eliminate_zeros()
         if not self.allow_empty_rows and (np.diff(X.indptr) == 0).any():
