@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..sparse import SparseLinear
-from ._common import rows_as_tensor
+from ._common import row_batches
 
 
 def _linear_layers(model):
@@ -137,12 +137,6 @@ def grand_scores(est, X, y, index=None, batch_size: int = 256) -> np.ndarray:
     n = X.shape[0]
     index = np.arange(n) if index is None else np.asarray(index, dtype=np.int64)
     device = torch.device(est.device)
-    dense = not est.algorithm_.sparse
     y = np.asarray(y, dtype=np.int64)
-
-    def batches():
-        for s in range(0, index.size, batch_size):
-            idx = index[s : s + batch_size]
-            yield rows_as_tensor(X, idx, device, dense), torch.from_numpy(y[idx]).to(device)
-
-    return per_example_grad_norms(est.module_, batches())
+    labels = (torch.from_numpy(y[index[s : s + batch_size]]).to(device) for s in range(0, index.size, batch_size))
+    return per_example_grad_norms(est.module_, zip(row_batches(est, X, index, batch_size), labels))
