@@ -31,21 +31,12 @@ import subprocess
 import sys
 import time
 
+from _memory import peak_rss_mb, rss_mb
+
 HERE = os.path.abspath(__file__)
 
 
 # ---------------------------------------------------------------------------- worker
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _warm_up(impl, batch, input_density):
     """Load the compiled code (Numba JIT cache, BLAS, OpenMP pools) before the RSS baseline."""
     import torch
@@ -93,7 +84,7 @@ def worker(args) -> dict:
     if args.impl == "ours" and args.input_density < 1.0:
         xs = [x.to_sparse_csr() for x in xs]
     _warm_up(args.impl, args.batch, args.input_density)
-    base_rss = _rss_mb()
+    base_rss = rss_mb()
 
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -157,8 +148,8 @@ def worker(args) -> dict:
         "fb_s": fb[len(fb) // 2],
         "fb_min_s": fb[0],
         "total_s": tot[len(tot) // 2],
-        "peak_mb": _peak_rss_mb(),
-        "delta_mb": _peak_rss_mb() - base_rss,
+        "peak_mb": peak_rss_mb(),
+        "delta_mb": peak_rss_mb() - base_rss,
         "state_mb": state / 2**20,
         "load": os.getloadavg()[0],
     }

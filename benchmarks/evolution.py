@@ -21,24 +21,21 @@ import sys
 import threading
 import time
 
+from _memory import peak_rss_mb, rss_mb
+
 HERE = os.path.abspath(__file__)
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class _PeakRSS:
     def __init__(self, period=0.002):
         self.period = period
-        self.peak = _rss_mb()
+        self.peak = rss_mb()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_mb())
+            self.peak = max(self.peak, rss_mb())
             time.sleep(self.period)
 
     def __enter__(self):
@@ -48,12 +45,10 @@ class _PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _rss_mb())
+        self.peak = max(self.peak, rss_mb())
 
 
 def worker(hidden: int, repeats: int, profile: bool) -> dict:
-    import resource
-
     import numpy as np
     import torch
 
@@ -73,7 +68,7 @@ def worker(hidden: int, repeats: int, profile: bool) -> dict:
     nnz = [m.nnz for m in model.modules() if isinstance(m, SparseLinear)]
     algo = SET(zeta=0.3)
     rng = np.random.default_rng(2)
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
     times = []
     if profile:
         import cProfile
@@ -102,7 +97,7 @@ def worker(hidden: int, repeats: int, profile: bool) -> dict:
         "median_after_first_s": round(float(np.median(times[1:] if len(times) > 1 else times)), 4),
         "rss_before_mb": round(rss_before),
         "peak_update_mb": round(peak.peak),
-        "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0),
+        "ru_maxrss_mb": round(peak_rss_mb()),
     }
 
 

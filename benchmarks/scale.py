@@ -43,14 +43,10 @@ import subprocess
 import sys
 import time
 
+from _memory import peak_rss_mb
+
 HERE = os.path.abspath(__file__)
 REFERENCE = {3000: (0.66, 0.13), 30000: (6.3, 1.6)}
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def lung_like(n_samples=203, n_features=3312, n_classes=5, seed=0):
@@ -145,7 +141,7 @@ def worker(args) -> dict:
         "first_evo_s": evo_s[0],
         "epochs": len(train_s),
         "wall_s": time.perf_counter() - t0,
-        "peak_mb": _peak_rss_mb(),
+        "peak_mb": peak_rss_mb(),
         "test_acc": acc,
         "load": os.getloadavg()[0],
     }
