@@ -1,4 +1,5 @@
-"""Amputation: exact rates, reproducibility, and each mechanism's statistical signature."""
+"""Amputation: exact rates (a share of all cells), reproducibility, and each mechanism's statistical
+signature."""
 
 import numpy as np
 import pandas as pd
@@ -30,22 +31,66 @@ def amputed_columns(X_missing):
     return np.flatnonzero(np.isnan(X_missing).any(axis=0))
 
 
-@pytest.mark.parametrize("per_feature", [False, True])
+@pytest.mark.parametrize("rate", [0.05, 0.3, 0.45])
+@pytest.mark.parametrize(("mechanism", "options"), MECHANISM_OPTIONS, ids=IDS)
+def test_rate_is_a_share_of_all_cells(mechanism, options, rate):
+    # 170 x 6 = 1020 cells; the rate counts all of them, the MAR drivers and unlisted columns too
+    X = normal_data(n=170)
+    X_missing, mask = ampute(X, mechanism, rate, 0, **options)
+    assert X.size >= 1000
+    assert abs(np.isnan(X_missing).mean() - rate) <= 0.01
+    assert abs(mask.sum() - rate * X.size) <= 0.5  # exact up to rounding to whole cells
+
+
+@pytest.mark.parametrize("mechanism", ["mcar", "mnar"])
+def test_high_rate_where_every_column_may_lose_values(mechanism):
+    X = normal_data(n=170)
+    X_missing, _ = ampute(X, mechanism, 0.77, 0)
+    assert abs(np.isnan(X_missing).mean() - 0.77) <= 0.01
+
+
 @pytest.mark.parametrize("rate", [0.05, 0.3, 0.77])
 @pytest.mark.parametrize(("mechanism", "options"), MECHANISM_OPTIONS, ids=IDS)
-def test_rate_within_one_point(mechanism, options, rate, per_feature):
-    # 170 x 6 = 1020 cells; under MAR the amputed columns hold fewer, still >= 1000 below
+def test_per_feature_rate_within_one_point_in_each_amputed_feature(mechanism, options, rate):
+    # per_feature keeps its meaning: the rate of each amputed feature's own cells
     n = 170 if mechanism != "mar" else 340
     X = normal_data(n=n)
-    X_missing, mask = ampute(X, mechanism, rate, 0, per_feature=per_feature, **options)
+    X_missing, mask = ampute(X, mechanism, rate, 0, per_feature=True, **options)
     columns = options.get("features", amputed_columns(X_missing))
     cells = np.isnan(X_missing[:, columns])
     assert cells.size >= 1000
     assert abs(cells.mean() - rate) <= 0.01
-    if per_feature:  # every feature gets floor or ceil of rate * n_samples
-        per_column = cells.sum(axis=0)
-        assert per_column.max() - per_column.min() <= 1
-        assert abs(per_column.mean() / n - rate) <= 0.01
+    per_column = cells.sum(axis=0)  # every feature gets floor or ceil of rate * n_samples
+    assert per_column.max() - per_column.min() <= 1
+    assert abs(per_column.mean() / n - rate) <= 0.01
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.5])
+@pytest.mark.parametrize("mechanism", ["mcar", "mar", "mnar"])
+def test_mechanisms_compared_at_one_rate_remove_the_same_share_of_breast_cancer(mechanism, rate):
+    # the issue's case: MAR at 0.3 used to remove 21 % of the cells, MCAR and MNAR 30 %
+    from dualsparse.data import load_dataset
+
+    X = load_dataset("breast_cancer").X
+    X_missing, mask = ampute(X, mechanism, rate, 0)
+    assert abs(np.isnan(X_missing).mean() - rate) <= 0.01
+    assert abs(mask.sum() - rate * X.size) <= 0.5
+    if mechanism == "mar":  # the drivers stay complete; the other columns make up the rate
+        complete = ~mask.any(axis=0)
+        assert complete.sum() == round(0.3 * X.shape[1])
+        share = mask[:, ~complete].mean()
+        assert abs(share - rate * X.shape[1] / (~complete).sum()) <= 0.001
+
+
+def test_mar_removes_more_from_the_non_driver_columns():
+    X = normal_data(n=2000, d=10)
+    drivers = [0, 1, 2, 3]
+    X_missing, mask = ampute(X, "mar", 0.3, 0, drivers=drivers)
+    assert not mask[:, drivers].any()
+    amputed = mask[:, 4:]
+    assert abs(amputed.mean() - 0.3 * 10 / 6) <= 0.001  # 50 % of the non-driver cells
+    # each non-driver column carries part of it (no column left untouched, none emptied)
+    assert (amputed.mean(axis=0) > 0.2).all() and (amputed.mean(axis=0) < 0.8).all()
 
 
 @pytest.mark.parametrize(("mechanism", "options"), MECHANISM_OPTIONS, ids=IDS)
@@ -177,11 +222,21 @@ def test_self_masking_strength_sharpens_the_selection():
     assert gaps[1] > gaps[0] > 0
 
 
-def test_features_limits_amputation_and_the_rate_applies_to_them():
+def test_features_limits_amputation_and_the_rate_still_counts_all_cells():
     X = normal_data(n=500, d=6)
-    X_missing, mask = ampute(X, "mcar", 0.5, 0, features=[1, 4])
+    X_missing, mask = ampute(X, "mcar", 0.3, 0, features=[1, 4])
     assert set(amputed_columns(X_missing)) == {1, 4}
-    assert abs(np.isnan(X_missing[:, [1, 4]]).mean() - 0.5) <= 0.01
+    assert abs(np.isnan(X_missing).mean() - 0.3) <= 0.01
+    assert abs(np.isnan(X_missing[:, [1, 4]]).mean() - 0.9) <= 0.01  # 0.3 * 6 / 2
+
+
+def test_existing_nan_outside_the_amputable_columns_count_towards_the_rate():
+    X = normal_data(n=500, d=6)
+    X[:250, 5] = np.nan  # 250 of 3000 cells, in a column that may not lose values
+    X_missing, mask = ampute(X, "mar", 0.3, 0, drivers=[0], features=[1, 2, 3, 4])
+    assert abs(np.isnan(X_missing).mean() - 0.3) <= 0.01
+    assert abs(mask.sum() - (0.3 * X.size - 250)) <= 0.5
+    assert not mask[:, [0, 5]].any()
 
 
 def test_rate_zero_removes_nothing():
@@ -221,6 +276,17 @@ def test_ampute_split_both_uses_one_mechanism(mechanism, options):
         X_train, X_test, mechanism, 0.3, 0, apply_to="both", per_feature=True, **options
     )
     np.testing.assert_array_equal(again[3], mte)
+
+
+@pytest.mark.parametrize(("mechanism", "options"), MECHANISM_OPTIONS, ids=IDS)
+def test_ampute_split_both_meets_the_overall_rate_in_each_set(mechanism, options):
+    X_train, X_test = normal_data(n=400), normal_data(n=200, seed=1)
+    amputed = amputed_columns(ampute_split(X_train, X_test, mechanism, 0.3, 0, **options)[0])
+    X_test[:30, amputed[-1]] = np.nan  # the test set has NaN of its own (not in a MAR driver)
+    Xtr, Xte, mtr, mte = ampute_split(X_train, X_test, mechanism, 0.3, 0, apply_to="both", **options)
+    for X_missing in (Xtr, Xte):
+        assert abs(np.isnan(X_missing).mean() - 0.3) <= 0.01
+    assert abs(mte.sum() - (0.3 * X_test.size - 30)) <= 0.5
 
 
 def test_ampute_split_both_keeps_the_mnar_direction_on_test():

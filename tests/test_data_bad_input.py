@@ -143,6 +143,39 @@ def test_rate_below_existing_missingness():
         ampute(X, "mcar", 0.2, 0, per_feature=True)
 
 
+@pytest.mark.parametrize(
+    ("mechanism", "options", "rate", "message"),
+    [
+        ("mar", {}, 0.8, r"the 3 amputable column\(s\) \(all 4 but the 1 MAR drivers.*at most rate=0\.75.*"
+                         r"lower rate, fewer drivers \(a lower driver_fraction, now 0\.3"),
+        ("mar", {"drivers": [0, 1]}, 0.6, r"at most rate=0\.5.*lower rate, fewer `drivers`, or per_feature=True"),
+        ("mar", {"drivers": [0], "features": [2]}, 0.3, r"the 1 column\(s\) in `features`.*at most rate=0\.25.*"
+                                                        r"more columns in `features`"),
+        ("mcar", {"features": [0]}, 0.5, r"rate=0\.5 means 100 of the 200 cells of X missing.*hold only 50 observed"),
+    ],
+)
+def test_rate_beyond_what_the_amputable_columns_hold(mechanism, options, rate, message):
+    # the rate is a share of all cells of X; only the amputable columns can make it up
+    with pytest.raises(ValueError, match=message):
+        ampute(data(), mechanism, rate, 0, **options)
+    ampute(data(), mechanism, rate, 0, per_feature=True, **options)  # the fix the message offers
+
+
+def test_rate_beyond_what_the_amputable_columns_hold_counts_existing_nan():
+    X = data()
+    X[:20, 3] = np.nan  # 20 of 200 cells missing already
+    with pytest.raises(ValueError, match=r"\(20 of them already\).*at most rate=0\.35"):
+        ampute(X, "mcar", 0.4, 0, features=[0])
+
+
+def test_mar_driver_missing_in_the_test_set():
+    X_test = data()
+    X_test[5, 0] = np.nan
+    with pytest.raises(ValueError, match=r"X_test has missing values in MAR driver column\(s\) \[0\].*"
+                                         "apply_to='train'"):
+        ampute_split(data(), X_test, "mar", 0.1, 0, apply_to="both", drivers=[0])
+
+
 # ---------------------------------------------------------------- unknown names
 
 

@@ -20,14 +20,21 @@ The model keeps its shape, the count is exact.
   largest (``"upper"``) or smallest (``"lower"``). By default the cut sits exactly at the rate
   (deterministic); a less extreme ``quantile`` removes a random subset of a wider tail.
 
-The rate. ``rate`` is the fraction of the *amputed features'* cells that are missing afterwards
-(all features, except the drivers under MAR, unless ``features`` says otherwise). NaN already in
-X stays missing and counts towards the rate: only ``round(rate * cells) - already_missing``
-further cells are removed (an error if more are missing already). The returned mask marks only
-the cells removed by this call; ``np.isnan(X_missing)`` marks all missing ones.
-``per_feature=True`` applies the rate to each amputed feature (each gets the floor or ceiling of
-``rate * n_samples``, the total stays exact); otherwise the cells are drawn over all amputed
-features together.
+The rate. ``rate`` is the fraction of *all* cells of X (every column, drivers included) that
+are missing afterwards, for every mechanism, so that mechanisms compared at one rate remove the
+same amount of information. NaN already in X, in any column, stays missing and counts towards it:
+only ``round(rate * X.size) - already_missing`` further cells are removed (an error if more are
+missing already). The cells are drawn from the amputable columns only (all of them, except the
+drivers under MAR, unless ``features`` says otherwise), so those columns lose more than ``rate``
+of their own cells: under MAR with d drivers among p features, ``rate * p / (p - d)`` on
+average. When the amputable columns hold too few observed cells to reach the rate (a high rate
+with many drivers, or a short ``features`` list) ``ampute`` raises an error that says how high
+the rate can go. The returned mask marks only the cells removed by this call;
+``np.isnan(X_missing)`` marks all missing ones.
+``per_feature=True`` instead applies the rate to each amputed feature on its own (each gets the
+floor or ceiling of ``rate * n_samples`` missing, existing NaN in it included; the total over
+the amputed features stays exact); the drivers and columns left out of ``features`` keep their
+cells, so the share of all cells missing is then below ``rate``.
 """
 
 from __future__ import annotations
@@ -77,11 +84,15 @@ def ampute(
     ----------
     X : array-like (n_samples, n_features), numeric; NaN marks values already missing.
     mechanism : "mcar", "mar" or "mnar".
-    rate : float in [0, 1), fraction of the amputed features' cells missing afterwards
-        (met exactly up to rounding to whole cells; existing NaN count towards it).
+    rate : float in [0, 1), fraction of all cells of X missing afterwards, existing NaN
+        included (met exactly up to rounding to whole cells); the cells are removed from the
+        amputable columns only (``features``; under MAR all but the drivers), which therefore
+        lose more than ``rate`` of their own cells. With ``per_feature=True``: the fraction of
+        each amputed feature's cells instead.
     random_state : None, int or numpy.random.Generator; the same int gives the same mask.
-    per_feature : meet the rate in each amputed feature rather than over all of them.
-    features : column indices that may lose values (default: all, or all but the MAR drivers).
+    per_feature : meet the rate in each amputed feature rather than over all cells of X.
+    features : column indices that may lose values (default: all, or all but the MAR drivers);
+        the rate still counts all cells of X, so these columns must be able to hold them.
     **options : mechanism options
         mar: ``drivers`` (column indices, fully observed; default: round(``driver_fraction``
         (0.3) * n_features), at least one, drawn at random from the fully observed columns),
@@ -119,7 +130,8 @@ def ampute_split(
     ``apply_to="train"`` removes values from the training set only (the test set is returned as
     a float copy with an all-False mask); ``"both"`` removes them from both with the *same*
     mechanism: same amputed features, drivers and coefficients, standardised with training
-    statistics. Each set meets the rate exactly on its own. Options as in :func:`ampute`.
+    statistics. Each set meets the rate exactly on its own (a share of all its cells, as in
+    :func:`ampute`). Options as in :func:`ampute`.
     """
     if apply_to not in APPLY_TO:
         raise unknown_name("apply_to", apply_to, APPLY_TO)
@@ -134,10 +146,10 @@ def ampute_split(
     model = _Mechanism.fit(
         X_train, mechanism, check_rate(rate), rng, per_feature, features, options
     )
-    X_train_missing, mask_train = model.apply(X_train, rng)
+    X_train_missing, mask_train = model.apply(X_train, rng, name="X_train")
     if apply_to == "train":
         return X_train_missing, X_test, mask_train, np.zeros(X_test.shape, dtype=bool)
-    X_test_missing, mask_test = model.apply(X_test, rng)
+    X_test_missing, mask_test = model.apply(X_test, rng, name="X_test")
     return X_train_missing, X_test_missing, mask_train, mask_test
 
 
@@ -154,6 +166,7 @@ class _Mechanism:
     center: np.ndarray | None = None  # standardisation of the scored columns (training stats)
     scale: np.ndarray | None = None
     coef: np.ndarray | None = None  # MAR: (n_drivers, n_amputed), scores scaled to unit variance
+    features_given: bool = False  # the caller restricted the amputable columns
 
     @classmethod
     def fit(cls, X, mechanism, rate, rng, per_feature, features, options):
@@ -167,6 +180,7 @@ class _Mechanism:
             )
         opts = {k: options.get(k, _DEFAULTS[k]) for k in _OPTIONS[mechanism]}
         model = cls(mechanism, rate, bool(per_feature), _check_columns(features, X.shape[1]), opts)
+        model.features_given = model.features is not None
         if mechanism == "mar":
             model._fit_mar(X, rng)
         elif mechanism == "mnar":
@@ -234,26 +248,46 @@ class _Mechanism:
             self.features = np.arange(X.shape[1])
         self.center, self.scale = _mean_std(X[:, self.features])
 
-    def apply(self, X, rng):
-        """Ampute X (same columns as the data fitted on); return (X_missing, mask)."""
+    def apply(self, X, rng, name="X"):
+        """Ampute X (same columns as the data fitted on); return (X_missing, mask).
+
+        The rate counts all cells of X (``per_feature``: each amputed feature's cells); existing
+        NaN count towards it, and the cells still to remove come from the amputed features.
+        """
+        if self.mechanism == "mar" and np.isnan(X[:, self.drivers]).any():
+            bad = self.drivers[np.isnan(X[:, self.drivers]).any(axis=0)]
+            raise ValueError(
+                f"{name} has missing values in MAR driver column(s) {first(bad)}; drivers must be "
+                "fully observed in every set amputed: pass `drivers` observed in all of them, or "
+                "apply_to='train'"
+            )
         values = X[:, self.features]
         observed = ~np.isnan(values)
         n_rows, n_cols = values.shape
-        targets = _target_counts(self.rate, n_rows, n_cols, self.per_feature, rng)
-        groups = np.arange(n_cols)[:, None] if self.per_feature else [np.arange(n_cols)]
+        if self.per_feature:
+            targets = _target_counts(self.rate, n_rows, n_cols, True, rng)
+            groups = np.arange(n_cols)[:, None]
+            missing = (~observed).sum(axis=0)
+            limit = np.ceil(self.rate * n_rows)  # beyond rounding
+        else:  # a share of all cells of X; NaN in any column counts
+            targets = [int(np.floor(self.rate * X.size + 0.5))]
+            groups = [np.arange(n_cols)]
+            missing = [int(np.isnan(X).sum())]
+            limit = np.ceil(self.rate * X.size)
         logits = self._logits(X)
         removed = np.zeros(values.shape, dtype=bool)
-        for cols, target in zip(groups, targets):
+        for cols, target, have in zip(groups, targets, missing):
             block_observed = observed[:, cols]
-            have = (~block_observed).sum()  # existing NaN count towards the target
-            if have > np.ceil(self.rate * block_observed.size):  # beyond rounding
-                where = f"feature {self.features[cols[0]]}" if self.per_feature else "X"
+            if have > limit:
+                where = f"feature {self.features[cols[0]]}" if self.per_feature else name
                 raise ValueError(
                     f"{where} already has {have} missing cells, more than rate={self.rate} "
                     f"allows ({target}); existing NaN count towards the rate: choose a higher "
                     "rate"
                 )
             k = max(target - have, 0)
+            if k > block_observed.sum():  # only when not per_feature: then rate < 1 suffices
+                raise ValueError(self._too_few_cells(name, X, k, int(block_observed.sum()), have))
             if self._is_quantile():
                 chosen = self._choose_tail(values[:, cols], block_observed, k, rng)
             else:
@@ -267,6 +301,28 @@ class _Mechanism:
         X_missing = X.copy()
         X_missing[mask] = np.nan
         return X_missing, mask
+
+    def _too_few_cells(self, name, X, k, available, have):
+        """The message when the amputable columns cannot hold the cells the rate asks for."""
+        n_cols = self.features.size
+        top = np.floor((have + available) / X.size * 1000) / 1000  # the highest rate reachable
+        if self.features_given:
+            columns = f"the {n_cols} column(s) in `features`"
+            fix = "more columns in `features`"
+        else:  # MAR (otherwise every column is amputable and rate < 1 always fits)
+            columns = (f"the {n_cols} amputable column(s) (all {X.shape[1]} but the "
+                       f"{self.drivers.size} MAR drivers, which stay complete)")
+            if self.options["drivers"] is None:
+                fix = ("fewer drivers (a lower driver_fraction, now "
+                       f"{self.options['driver_fraction']:g}, or a short `drivers` list)")
+            else:
+                fix = "fewer `drivers`"
+        return (
+            f"rate={self.rate:g} means {have + k} of the {X.size} cells of {name} missing "
+            f"({have} of them already), but {columns} hold only {available} observed cells, so at "
+            f"most rate={top:g} can be reached: choose a lower rate, {fix}, or per_feature=True "
+            "to apply the rate to each amputed column instead of to all cells"
+        )
 
     def _is_quantile(self):
         return self.mechanism == "mnar" and self.options["kind"] == "quantile"
