@@ -8,6 +8,15 @@ from dualsparse import Callback, SparseMLPClassifier, SparseMLPRegressor
 from dualsparse.train import fused_step
 
 
+@pytest.fixture(autouse=True)
+def per_step_paths(monkeypatch):
+    """These tests compare the per-step paths: whole compiled epochs (train/compiled_epoch.py,
+    tested in test_compiled_epoch.py) are off."""
+    from dualsparse.train import compiled_epoch
+
+    monkeypatch.setenv(compiled_epoch.ENV_VAR, "0")
+
+
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from ..sparse import SparseLinear
-from ..sparse.flops import backward_flops, forward_flops
+from ..sparse.flops import backward_flops, forward_flops, layer_products, sparse_input_products
 from .network import linear_layers
 
 
@@ -24,19 +24,28 @@ class FlopCounter:
         self.train_dense = 0
         self.samples = 0
 
-    def _products(self, layer, first: bool, x, batch: int) -> int:
+    def _products(self, layer, first: bool, stored_cols, batch: int) -> int:
         if isinstance(layer, SparseLinear):
-            if first and x.layout == torch.sparse_csr:
-                col_ptr = layer.csc()[0]
-                j = x.col_indices().to(col_ptr.device)
-                return int((col_ptr[j + 1] - col_ptr[j]).sum())
-            return layer.nnz * batch
+            if first and stored_cols is not None:
+                deg = np.diff(layer.csc()[0].cpu().numpy())
+                return sparse_input_products(deg, stored_cols)
+            return layer_products(layer.nnz, batch)
         return layer.in_features * layer.out_features * batch
 
     def count_batch(self, x, batch: int) -> None:
+        """Count one training step on ``x`` (a dense or ``torch.sparse_csr`` batch of ``batch`` rows)."""
+        cols = x.col_indices().cpu().numpy() if x.layout == torch.sparse_csr else None
+        self._count(cols, batch)
+
+    def count_rows(self, X, rows: np.ndarray) -> None:
+        """Count training steps over rows ``rows`` of X (np.ndarray or CSR), in any batches: every
+        count is a sum over the rows, so it does not depend on how they were batched."""
+        self._count(X[rows].indices if sp.issparse(X) else None, len(rows))
+
+    def _count(self, stored_cols, batch: int) -> None:
         for i, layer in enumerate(linear_layers(self.model)):
             first = i == 0
-            p = self._products(layer, first, x, batch)
+            p = self._products(layer, first, stored_cols, batch)
             dense_p = layer.in_features * layer.out_features * batch
             self.train += forward_flops(p, layer.out_features, batch) + backward_flops(p, first)
             self.train_dense += forward_flops(dense_p, layer.out_features, batch) + backward_flops(dense_p, first)
