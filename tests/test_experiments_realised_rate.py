@@ -4,6 +4,8 @@ older stores opening, resuming and reporting; the report shows and plots the rea
 import sqlite3
 import textwrap
 
+import pytest
+
 from dualsparse.experiments import ResultsStore, execute_run, loads_config, run_sweep, write_report
 from dualsparse.experiments.store import RUN_COLUMNS, SCHEMA_VERSION
 
@@ -136,3 +138,13 @@ def test_the_rate_plots_use_the_realised_rate(tmp_path, monkeypatch):
     files = R._plots(summary, tmp_path, "s", "accuracy", "accuracy")
     assert any(p.name == "s_accuracy_vs_rate.png" for p, _ in files)
     assert [0.21] in xs and [0.3] not in xs  # the lines vs rate sit at the realised rate
+
+
+def test_config_with_a_mar_rate_the_non_driver_columns_cannot_hold():
+    from dualsparse.experiments.config import ConfigError
+
+    text = textwrap.dedent(CONFIG).replace("rates = [0.3]", "rates = [0.0, 0.8]")
+    with pytest.raises(ConfigError, match=r"mar at rate 0\.8 fails on dataset 'breast_cancer'.*at most rate=0\.7.*"
+                                          r"lower rate, fewer drivers \(a lower driver_fraction"):
+        loads_config(text)
+    loads_config(text.replace('["mcar", "mar", "mnar"]', '["mcar", "mnar"]'))  # the others reach 0.8
