@@ -77,3 +77,48 @@ def paired(a, b) -> PairedComparison:
             except ValueError:
                 p_w = None
     return PairedComparison(n, float(a.mean()), float(b.mean()), float(mean_d), half_d, p_t, p_w, note)
+
+
+@dataclass
+class RatioInterval:
+    """Geometric mean of paired ratios a_i / b_i with a t-interval on the log scale."""
+
+    n: int
+    ratio: float
+    low: float  # NaN when n < 2
+    high: float
+
+    @property
+    def finite(self) -> bool:
+        return self.n > 0 and np.isfinite(self.ratio)
+
+    @property
+    def direction(self) -> str:
+        """``"higher"`` (a > b: the interval above 1), ``"lower"``, ``"unclear"`` (it contains 1) or ``"none"``.
+
+        With one pair (no interval) the point estimate decides.
+        """
+        if not self.finite:
+            return "none"
+        if np.isfinite(self.low) and np.isfinite(self.high):
+            return "higher" if self.low > 1 else "lower" if self.high < 1 else "unclear"
+        return "higher" if self.ratio > 1 else "lower" if self.ratio < 1 else "unclear"
+
+
+def ratio_ci(a, b, confidence: float = 0.95) -> RatioInterval:
+    """Paired ratio of two aligned positive samples (e.g. fit times of the same seeds).
+
+    The geometric mean of the per-pair ratios a_i / b_i, with the t-interval of the mean log
+    ratio taken back to the ratio scale; pairs with a non-finite or non-positive value are left out.
+    """
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    logs = np.log(a[ok]) - np.log(b[ok])
+    mean, half, n = mean_ci(logs, confidence)
+    if n == 0:
+        return RatioInterval(0, math.nan, math.nan, math.nan)
+    if not np.isfinite(half):
+        return RatioInterval(n, math.exp(mean), math.nan, math.nan)
+    return RatioInterval(n, math.exp(mean), math.exp(mean - half), math.exp(mean + half))
