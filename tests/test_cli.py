@@ -1,7 +1,13 @@
 """The command line: run / report / results / demo, exit codes and error messages."""
 
 import json
+import os
+import re
+import shlex
+import signal
 import sqlite3
+import subprocess
+import sys
 import textwrap
 
 import pandas as pd
@@ -139,3 +145,46 @@ def test_demo_still_works(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["algorithm", "accuracy", "train", "GFLOPs", "dense", "GFLOPs", "ratio"]
     assert [line.split()[0] for line in out.splitlines()[1:]] == ["set", "static", "dense"]
+
+
+def _cli(*argv):
+    """The command as a user runs it: a separate process (so that its stdout and stderr are real pipes)."""
+    return [sys.executable, "-m", "dualsparse.cli", *map(str, argv)]
+
+
+def test_results_into_a_closed_pipe_end_quietly(swept):
+    # `dualsparse results --format csv | head -3`: the reader is gone before the CSV is written
+    _, store = swept
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(_cli("results", "--store", store, "--format", "csv"), stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""  # no BrokenPipeError traceback, no "Exception ignored" at exit
+    assert done.returncode in (0, 128 + signal.SIGPIPE, -signal.SIGPIPE)
+
+
+def test_results_piped_into_head_gives_its_lines(swept):
+    _, store = swept
+    shell = f"set -o pipefail; {shlex.join(_cli('results', '--store', store, '--format', 'csv'))} | head -3"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert done.stderr == "" and len(done.stdout.splitlines()) == 3
+    assert done.returncode in (0, 128 + signal.SIGPIPE)
+
+
+def test_progress_off_a_terminal_is_plain_lines(tmp_path):
+    # stderr a pipe (a log file, CI): no carriage-return redraws, no per-epoch bar, a plain line per report
+    text = textwrap.dedent(CONFIG).replace('names = ["dense", "set", "logreg"]', 'names = ["dense"]').replace(
+        "rates = [0.0, 0.3]", "rates = [0.0]").replace("sparsities = [0.8]", "")
+    (tmp_path / "c.toml").write_text(text)
+    done = subprocess.run(_cli("run", tmp_path / "c.toml", "--store", tmp_path / "r.sqlite"), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and "epochs" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("cli: 0/2 runs, 00:00 elapsed, ~")
+    assert re.fullmatch(r"cli: 2/2 runs, \d\d:\d\d elapsed, ~\S+ left, breast_cancer none 0 observed dense seed 1",
+                        lines[-1])
+    assert "2 runs: 0 already in the store, 2 finished now" in done.stdout

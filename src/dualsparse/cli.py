@@ -1,7 +1,9 @@
 """Command line: ``dualsparse run | report | results | demo``.
 
 Exit codes: 0 success; 1 some runs failed (the others are stored; run again to retry them);
-2 bad command line, config, or store (nothing ran); 130 interrupted (finished runs are kept).
+2 bad command line, config, or store (nothing ran); 130 interrupted (finished runs are kept);
+141 (128 + SIGPIPE) when the reader of stdout went away, e.g. ``dualsparse results | head``,
+which ends quietly, without a traceback.
 """
 
 from __future__ import annotations
@@ -170,9 +172,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+    except BrokenPipeError:
+        # the reader went away (`dualsparse results | head`): stop quietly. Python's documented
+        # recipe: point stdout at devnull so that the flush at exit does not raise again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (replaced in-process)
+            pass
+        return EXIT_BROKEN_PIPE
+    return code
 
 
 if __name__ == "__main__":
