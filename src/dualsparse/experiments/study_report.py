@@ -536,6 +536,8 @@ def _subsets(frame, store, experiment, out_dir, plots, out):
     flops = dict(zip(frame["run_key"], frame["flops_train"].astype(float)))
     sub["accuracy"] = [acc.get(k, math.nan) for k in sub["run_key"]]
     sub["flops_train"] = [flops.get(k, math.nan) for k in sub["run_key"]]
+    fit = dict(zip(frame["run_key"], frame["fit_time_s"].astype(float))) if "fit_time_s" in frame else {}
+    sub["fit_time_s"] = [fit.get(k, math.nan) for k in sub["run_key"]]
     sub["cfg"] = [_cfg_id(m, _nan_none(s), _nan_none(e)) for m, s, e in zip(sub["model"], sub["sparsity"], sub["epsilon"])]
     sub["label"] = [_cfg_label(m, _nan_none(s), _nan_none(e)) for m, s, e in zip(sub["model"], sub["sparsity"], sub["epsilon"])]
     grid = frame[frame["kind"] == "grid"].copy()
@@ -551,6 +553,8 @@ def _subsets(frame, store, experiment, out_dir, plots, out):
                   & (grid["rate"] == rate) & (grid["representation"] == rep)]
         dense_full = gp[gp["model"] == "dense"]
         dense_acc = dict(zip(dense_full["seed"], dense_full["accuracy"].astype(float)))
+        dense_fit = (dict(zip(dense_full["seed"], dense_full["fit_time_s"].astype(float)))
+                     if "fit_time_s" in dense_full else {})
         from ..dynamics import STRATEGIES
 
         present = set(g["strategy"])
@@ -598,7 +602,7 @@ def _subsets(frame, store, experiment, out_dir, plots, out):
                                    f"together; source: {g['dense_full_source'].iloc[0]}):"))
         out["detail"].append(("table", ["model", *[f"{f:g} of rows" for f in fractions], "all rows"], ftable))
         # headline: per model and fraction, the best strategy vs random and vs dense on all rows
-        from .stats import paired
+        from .stats import paired, ratio_ci
 
         lines = []
         for c in cfgs:
@@ -623,8 +627,19 @@ def _subsets(frame, store, experiment, out_dir, plots, out):
                                "significantly better" if cmp.significant else "not significantly different")
                     text += (f"; vs the dense MLP on all rows {cmp.diff:+.3f} ({verdict}, {R._p_text(cmp.p_ttest)})")
                 ratio = at["flops_ratio"].astype(float).mean()
-                text += f"; training FLOPs {ratio:.3g}× the dense model's on all rows ({1 - ratio:.0%} saved)."
-                lines.append(text)
+                text += f"; training FLOPs {ratio:.3g}× the dense model's on all rows ({1 - ratio:.0%} saved)"
+                if dense_fit:
+                    # the best strategy's fit times against the dense MLP's on all rows, paired by seed
+                    bt = at[at["strategy"] == best]
+                    t = dict(zip(bt["seed"], bt["fit_time_s"].astype(float)))
+                    common = sorted(set(t) & set(dense_fit))
+                    tr = ratio_ci([t[s] for s in common], [dense_fit[s] for s in common])
+                    if tr.finite:
+                        text += f"; fit time {tr.ratio:.3g}× the dense MLP's on all rows"
+                        if np.isfinite(tr.low):
+                            text += f" [95 % CI {tr.low:.3g}, {tr.high:.3g}]"
+                        text += {"higher": ", slower", "lower": ", faster"}.get(tr.direction, ", no clear difference")
+                lines.append(text + ".")
         out["head"].append(("h", 3, name))
         out["head"].append(("ul", lines))
         if plots:
