@@ -114,7 +114,7 @@ def test_a_store_written_before_the_change_resumes_and_reports(tmp_path):
         assert all(abs(v - 0.3) <= 0.01 for v in realised.values())
         paths = write_report(store, tmp_path / "out")
     md = open(paths["markdown"]).read()
-    assert "rates 0.3 (realised 0.300)" in md
+    assert "rates 0.3 (realised 0.300: the share of all cells of the training rows missing" in md
     assert "not the nominal one" not in md
 
 
