@@ -14,3 +14,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet -e ".[test]"
     touch "$stamp"
 fi
+# Compile the Numba kernels into their on-disk cache now rather than in the first fit (and in
+# every test worker): again whenever a source file changed since the last time.
+warm=.venv/.dualsparse-kernels-warm
+if [ ! -f "$warm" ] || [ -n "$(find src -name '*.py' -newer "$warm" -print -quit)" ]; then
+    .venv/bin/python -m dualsparse.warmup && touch "$warm"
+fi
