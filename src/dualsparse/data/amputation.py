@@ -21,13 +21,13 @@ The model keeps its shape, the count is exact.
   (deterministic); a less extreme ``quantile`` removes a random subset of a wider tail.
 
 The rate. ``rate`` is the fraction of *all* cells of X (every column, drivers included) that
-are missing afterwards, for every mechanism, so that mechanisms compared at one rate remove the
-same amount of information. NaN already in X, in any column, stays missing and counts towards it:
-only ``round(rate * X.size) - already_missing`` further cells are removed (an error if more are
-missing already). The cells are drawn from the amputable columns only (all of them, except the
-drivers under MAR, unless ``features`` says otherwise), so those columns lose more than ``rate``
-of their own cells: under MAR with d drivers among p features, ``rate * p / (p - d)`` on
-average. When the amputable columns hold too few observed cells to reach the rate (a high rate
+are missing afterwards, for every mechanism, so that mechanisms compared at one rate leave the
+same amount of information missing. NaN already in X, in any column, stays missing and counts
+towards it: only ``round(rate * X.size) - already_missing`` further cells are removed (an error
+if more are missing already). The cells are drawn from the amputable columns only (all of them,
+except the drivers under MAR, unless ``features`` says otherwise), so where some columns are
+kept complete the others lose more than ``rate`` of their own cells: under MAR with d drivers
+among p features, ``rate * p / (p - d)`` on average. When the amputable columns hold too few observed cells to reach the rate (a high rate
 with many drivers, or a short ``features`` list) ``ampute`` raises an error that says how high
 the rate can go. The returned mask marks only the cells removed by this call;
 ``np.isnan(X_missing)`` marks all missing ones.
