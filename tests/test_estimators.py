@@ -1,11 +1,13 @@
 """The estimators honour scikit-learn's contract and the library's promises."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -13,17 +15,117 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import dualsparse.sparse.layer as layer_mod
+import dualsparse.train.estimators as estimators_mod
 from dualsparse import Callback, SparseMLPClassifier, SparseMLPRegressor
 from dualsparse.sparse import SparseLinear
+from dualsparse.sparse.density import DensityWarning
 
-# Small networks, a global sparsity (epsilon=20 would ask for more connections than such tiny
-# layers have) and enough epochs for the "learns the training set" checks.
+# Small networks that are really sparse (the default epsilon makes such tiny layers fully
+# connected) and enough epochs for the "learns the training set" checks.
 CHECK_PARAMS = dict(hidden_layer_sizes=(16,), max_epochs=40, random_state=0, sparsity=0.5, learning_rate=0.01)
 
 
 @parametrize_with_checks([SparseMLPClassifier(**CHECK_PARAMS), SparseMLPRegressor(**CHECK_PARAMS)])
 def test_sklearn_contract(estimator, check):
     check(estimator)
+
+
+# The whole battery with every parameter at its default, and no expected failures: scikit-learn's
+# own MLPClassifier / MLPRegressor declare none either.
+@parametrize_with_checks([SparseMLPClassifier(), SparseMLPRegressor()])
+def test_sklearn_contract_at_defaults(estimator, check):
+    check(estimator)
+
+
+def _one_feature():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 1))
+    return X, np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=200)
+
+
+# Everything at its default (unscaled inputs, random_state=None); each bar is well below what
+# fits reach (and what scikit-learn's MLP reaches) and well above guessing.
+@pytest.mark.parametrize("load, make, min_score", [
+    (lambda: load_iris(return_X_y=True), SparseMLPClassifier, 0.9),
+    (lambda: load_wine(return_X_y=True), SparseMLPClassifier, 0.6),
+    (lambda: load_breast_cancer(return_X_y=True), SparseMLPClassifier, 0.75),
+    (lambda: load_digits(return_X_y=True), SparseMLPClassifier, 0.95),
+    (lambda: load_diabetes(return_X_y=True), SparseMLPRegressor, 0.4),
+    (_one_feature, SparseMLPRegressor, 0.6),
+    (lambda: (np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([3, 7])), SparseMLPClassifier, 1.0),
+], ids=["iris", "wine", "breast_cancer", "digits", "diabetes", "one_feature", "two_samples"])
+def test_defaults_fit_what_sklearns_mlp_fits(load, make, min_score):
+    X, y = load()
+    est = make().fit(X, y)
+    assert est.score(X, y) >= min_score
+    assert est.predict(X).shape == y.shape
+    density = est.density_
+    assert 0 < density["overall"] <= 1 and all(0 < d <= 1 for d in density["layers"])
+
+
+def test_density_reports_each_layer_capped_on_its_own():
+    X, y = load_breast_cancer(return_X_y=True)
+    # 30-100-2: ER at SET's epsilon=20 asks 20 (30 + 100) = 2600 of 3000 input weights and 20 (100 + 2)
+    # = 2040 of the 200 output weights; only the output layer is capped (full), per layer as in SET.
+    expected = {"overall": 2800 / 3200, "layers": [2600 / 3000, 1.0], "nnz": [2600, 200], "dense_weights": [3000, 200]}
+    est = SparseMLPClassifier(max_epochs=2, random_state=0).fit(X, y)
+    assert est.density_ == expected
+    # the same epsilon given explicitly: not an error, the same network
+    assert SparseMLPClassifier(epsilon=20, max_epochs=1, random_state=0).fit(X, y).density_ == expected
+    # nnz is what the layers hold, through training and topology updates
+    layers = [m for m in est.module_.modules() if isinstance(m, SparseLinear)]
+    assert [m.nnz for m in layers] == expected["nnz"]
+    dense = SparseMLPClassifier(algorithm="dense", max_epochs=1).fit(X, y).density_
+    assert dense == {"overall": 1.0, "layers": [1.0, 1.0], "nnz": [3000, 200], "dense_weights": [3000, 200]}
+    sparse = SparseMLPClassifier(sparsity=0.9, max_epochs=1).fit(X, y).density_
+    assert sparse["overall"] == pytest.approx(0.1, abs=1e-3) and sum(sparse["nnz"]) == round(0.1 * 3200)
+    with pytest.raises(NotFittedError):
+        SparseMLPClassifier().density_
+
+
+@pytest.fixture
+def fresh_density_warnings(monkeypatch):
+    """Forget which networks this process has already warned about."""
+    monkeypatch.setattr(estimators_mod, "_WARNED_FULLY_CONNECTED", set())
+
+
+def _density_warnings(record):
+    return [w for w in record if issubclass(w.category, DensityWarning)]
+
+
+def test_fully_dense_default_network_warns_once(iris, fresh_density_warnings):
+    X, y = iris
+    with pytest.warns(DensityWarning, match=r"every layer of the 4-100-3 network is fully connected.*"
+                                            r"algorithm='set'.*sparsity=") as record:
+        est = SparseMLPClassifier(max_epochs=1).fit(X, y)
+    assert len(_density_warnings(record)) == 1 and est.density_["overall"] == 1.0
+    # not again for the same network: refits, clones in a grid search, continued training
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        est.fit(X, y)
+        est.partial_fit(X, y)
+        GridSearchCV(SparseMLPClassifier(max_epochs=1), {"zeta": [0.1, 0.3]}, cv=3).fit(X, y)
+    assert _density_warnings(record) == []
+
+
+@pytest.mark.parametrize("params", [dict(), dict(sparsity=0.5), dict(sparsity=0.0), dict(algorithm="dense")])
+def test_no_density_warning_when_the_network_is_sparse_or_dense_by_request(params, fresh_density_warnings):
+    X, y = load_breast_cancer(return_X_y=True)  # at the default epsilon its input layer is sparse
+    X = StandardScaler().fit_transform(X)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        SparseMLPClassifier(max_epochs=1, **params).fit(X, y)
+        SparseMLPClassifier(max_epochs=1, hidden_layer_sizes=(8,), **{"sparsity": 0.5, **params}).fit(X, y)
+    assert _density_warnings(record) == []
+
+
+def test_explicit_epsilon_that_leaves_no_sparse_layer_is_an_error(iris, fresh_density_warnings):
+    X, y = iris
+    with pytest.raises(ValueError, match="epsilon=20 makes every layer of the 4-100-3 network fully connected.*"
+                                         "lower epsilon below 3.846.*sparsity"):
+        SparseMLPClassifier(epsilon=20).fit(X, y)
+    est = SparseMLPClassifier(epsilon=3, max_epochs=1).fit(X, y)  # below the limit: the input layer is sparse
+    assert est.density_["layers"][0] == pytest.approx(3 * 104 / 400, abs=1 / 400) and est.density_["layers"][1] == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +320,10 @@ def test_allrelu_and_sgd_options(iris):
         (lambda X, y: small(activation="swish").fit(X, y), "unknown activation"),
         (lambda X, y: small(optimizer="rmsprop").fit(X, y), "unknown optimizer"),
         (lambda X, y: small(learning_rate=-1).fit(X, y), "learning_rate"),
+        (lambda X, y: small(sparsity=None, epsilon=0).fit(X, y), "epsilon must be a positive number or None"),
+        (lambda X, y: small(sparsity=None, epsilon="20").fit(X, y), "epsilon must be a positive number or None"),
+        (lambda X, y: small(sparsity=True).fit(X, y), "sparsity must be in"),
+        (lambda X, y: small(sparsity=None, distribution="erk").fit(X, y), "needs a global sparsity"),
     ],
 )
 def test_bad_input_gives_clear_errors(iris, make, match):
