@@ -376,7 +376,7 @@ def validate_config(raw: dict, source: str = "config", default_name: str = "expe
         if m not in mechanisms_valid:
             problems.append(_unknown(f"mechanism {m!r} in [missingness] mechanisms", m, mechanisms_valid))
     rates = _number_list(miss, "rates", "[missingness]", problems, default=[0.0], lo=0.0, hi=1.0, hi_open=True,
-                         what="missing rate (fraction of cells removed)")
+                         what="missing rate (share of all cells missing afterwards)")
     apply_to = miss.get("apply_to", "train")
     if apply_to not in APPLY_TO:
         problems.append(_unknown(f"[missingness] apply_to {apply_to!r}", apply_to, APPLY_TO)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .models import model_info
-from .stats import mean_ci, paired
+from .stats import mean_ci, paired, ratio_ci
 from .store import ResultsStore, StoreError
 
 MODEL_NAMES = {
@@ -110,7 +110,7 @@ def summarise(df, metrics) -> "object":
 
     cols = [m for m, _, _ in metrics] + [f"val_{m}" for m, _, _ in metrics] + [
         "flops_train", "flops_train_dense", "flops_inference", "flops_inference_dense", "density",
-        "fit_time_s", "wall_time_s", "peak_memory_mb"]
+        "fit_time_s", "wall_time_s", "peak_memory_mb", "realised_rate"]
     records = []
     keys = ["experiment", "dataset", "mechanism", "config_id", "label", "model", "representation", "rate"]
     for key, g in df.groupby(keys, sort=True, dropna=False):
@@ -152,6 +152,70 @@ def _pair(df, id_a, id_b, rate, column):
     a, b = _aligned(df, id_a, rate, column), _aligned(df, id_b, rate, column)
     common = sorted(set(a) & set(b))
     return paired([a[k] for k in common], [b[k] for k in common])
+
+
+def _pair_ratio(df, id_a, id_b, rate, column):
+    """Paired ratio a / b over the replicates both configurations have (geometric mean, CI on the log scale)."""
+    if column not in df:
+        return ratio_ci([], [])
+    a, b = _aligned(df, id_a, rate, column), _aligned(df, id_b, rate, column)
+    common = sorted(set(a) & set(b))
+    return ratio_ci([a[k] for k in common], [b[k] for k in common])
+
+
+def _compare(df, sparse, dense, rate, primary) -> dict:
+    """One sparse-vs-dense comparison at one rate (two summary rows), paired over replicates.
+
+    ``score``: the primary metric's difference (a PairedComparison); ``flops``: the same for
+    training FLOPs; ``flop_ratio``: mean training FLOPs sparse / dense; ``time``: fit time
+    sparse / dense, the geometric mean of the per-replicate ratios with its 95 % interval.
+    """
+    sid, did = sparse["config_id"], dense["config_id"]
+    d_flops = dense["flops_train_mean"]
+    return {
+        "score": _pair(df, sid, did, rate, primary),
+        "flops": _pair(df, sid, did, rate, "flops_train"),
+        "flop_ratio": sparse["flops_train_mean"] / d_flops if np.isfinite(d_flops) and d_flops else math.nan,
+        "time": _pair_ratio(df, sid, did, rate, "fit_time_s"),
+    }
+
+
+# fit-time ratio sparse / dense: the interval above 1, below 1, or containing 1
+TIME_WORDS = {"higher": "slower", "lower": "faster", "unclear": "no clear difference", "none": ""}
+
+
+def _fmt_ratio(rc, digits=3) -> str:
+    """``2.41 [2.10, 2.77]`` (ratio and 95 % interval), ``2.41`` without an interval, ``–`` without data."""
+    if not rc.finite:
+        return "–"
+    text = f"{rc.ratio:.{digits}g}"
+    if np.isfinite(rc.low) and np.isfinite(rc.high):
+        text += f" [{rc.low:.{digits}g}, {rc.high:.{digits}g}]"
+    return text
+
+
+def _fmt_seconds(v) -> str:
+    if v is None or not np.isfinite(v):
+        return "–"
+    return f"{v:.3g} s"
+
+
+def _time_text(rc, flop_ratio, sparse_s, dense_s) -> str:
+    """The headline's fit-time clause: both means, the paired ratio with its interval, and the word."""
+    if not rc.finite:
+        return "Fit time not available"
+    text = f"Fit time {_fmt_seconds(sparse_s)} vs {_fmt_seconds(dense_s)}: {rc.ratio:.3g}× dense"
+    if np.isfinite(rc.low):
+        text += f" [95 % CI {rc.low:.3g}, {rc.high:.3g}; geometric mean of {rc.n} per-replicate ratios]"
+    if rc.direction == "higher":
+        text += ", sparse slower"
+        if np.isfinite(flop_ratio) and 0 < flop_ratio < 1:
+            text += f" despite {1 / flop_ratio:.3g}× fewer FLOPs"
+    elif rc.direction == "lower":
+        text += ", sparse faster"
+    else:
+        text += ", no clear difference in fit time"
+    return text
 
 
 def _fmt_p(p):
@@ -218,6 +282,8 @@ def headline(df, summary, task, use_val):
     primary, primary_name, higher = metrics[0]
     blocks, table, sentences = [], [], []
     outcomes = {"win": [], "lose": [], "ns": [], "tie": []}
+    times = {"higher": [], "lower": [], "unclear": []}
+    time_ratios, flop_ratios, fewer_but_slower = [], [], []
     for rate in sorted(summary["rate"].unique()):
         rows = summary[summary["rate"] == rate]
         sparse = _choose(rows[[_is_sparse_model(m) for m in rows["model"]]], primary, higher, use_val)
@@ -227,13 +293,18 @@ def headline(df, summary, task, use_val):
             missing = "sparse" if sparse is None else "dense"
             sentences.append(f"rate {rate:g}: no {missing} MLP runs, so no sparse-vs-dense comparison.")
             continue
-        acc = _pair(df, sparse["config_id"], dense["config_id"], rate, primary)
-        fl = _pair(df, sparse["config_id"], dense["config_id"], rate, "flops_train")
+        cmp = _compare(df, sparse, dense, rate, primary)
+        acc, fl, ratio, tr = cmp["score"], cmp["flops"], cmp["flop_ratio"], cmp["time"]
         outcome, lead = _outcome(acc, higher)
         if outcome in outcomes:
             outcomes[outcome].append(f"{rate:g}")
-        ratio = sparse["flops_train_mean"] / dense["flops_train_mean"] if dense["flops_train_mean"] else math.nan
+        if tr.direction in times:
+            times[tr.direction].append(f"{rate:g}")
+            time_ratios.append(tr.ratio)
+            if tr.direction == "higher" and np.isfinite(ratio) and 0 < ratio < 1:
+                fewer_but_slower.append(f"{rate:g}")
         if np.isfinite(ratio) and ratio > 0:
+            flop_ratios.append(ratio)
             flops = (f"Training FLOPs {_fmt_flops(sparse['flops_train_mean'], sparse['flops_train_ci'])} vs "
                      f"{_fmt_flops(dense['flops_train_mean'], dense['flops_train_ci'])}: {ratio:.3g}× dense "
                      f"({1 / ratio:.3g}× fewer)")
@@ -248,7 +319,8 @@ def headline(df, summary, task, use_val):
             f"{_fmt_ci(sparse[f'{primary}_mean'], sparse[f'{primary}_ci'])}; best dense: {dense['label']}, "
             f"{_fmt_ci(dense[f'{primary}_mean'], dense[f'{primary}_ci'])}; difference "
             f"{_fmt_interval(acc.diff, acc.diff_half_width)} (paired t-test {_p_text(acc.p_ttest)}, "
-            f"Wilcoxon {_p_text(acc.p_wilcoxon)}, n = {acc.n}). {flops}."
+            f"Wilcoxon {_p_text(acc.p_wilcoxon)}, n = {acc.n}). {flops}. "
+            f"{_time_text(tr, ratio, sparse.get('fit_time_s_mean', math.nan), dense.get('fit_time_s_mean', math.nan))}."
         )
         if baseline is not None:
             cmp_b = _pair(df, sparse["config_id"], baseline["config_id"], rate, primary)
@@ -260,17 +332,18 @@ def headline(df, summary, task, use_val):
             )
         sentences.append(sentence)
         table.append([
-            f"{rate:g}", sparse["label"], _fmt_ci(sparse[f"{primary}_mean"], sparse[f"{primary}_ci"]),
+            _rate_label(summary, rate), sparse["label"], _fmt_ci(sparse[f"{primary}_mean"], sparse[f"{primary}_ci"]),
             dense["label"], _fmt_ci(dense[f"{primary}_mean"], dense[f"{primary}_ci"]),
             _fmt_interval(acc.diff, acc.diff_half_width), _fmt_p(acc.p_ttest), _fmt_p(acc.p_wilcoxon), str(acc.n),
             lead.replace(" (significant)", "") if outcome in ("win", "lose") else lead,
             _fmt_flops(sparse["flops_train_mean"]), _fmt_flops(dense["flops_train_mean"]),
             f"{ratio:.3g}" if np.isfinite(ratio) else "–",
+            (f"{_fmt_ratio(tr)}, {TIME_WORDS[tr.direction]}" if tr.finite else "–"),
         ])
     n_rates = sum(len(v) for v in outcomes.values())
     if n_rates:
-        def where(key):
-            rates = outcomes[key]
+        def where(key, groups=outcomes):
+            rates = groups[key]
             if not rates:
                 return "no rate"
             return f"{len(rates)} rate{'s' if len(rates) > 1 else ''} ({', '.join(rates)})"
@@ -284,13 +357,69 @@ def headline(df, summary, task, use_val):
         )
         if outcomes["lose"]:
             summary_line += f" **Sparse loses at rate {', '.join(outcomes['lose'])}.**"
+        if time_ratios:
+            span = lambda v: f"{min(v):.3g}" if min(v) == max(v) else f"{min(v):.3g}–{max(v):.3g}"  # noqa: E731
+            summary_line += (
+                f" Fit time: the best sparse MLP took longer than the best dense MLP at {where('higher', times)}, "
+                f"less time at {where('lower', times)}"
+                + (f", no clear difference at {where('unclear', times)}" if times["unclear"] else "")
+                + f" (fit-time ratio sparse / dense {span(time_ratios)}×"
+                + (f"; training FLOP ratio {span(flop_ratios)}×" if flop_ratios else "") + ")."
+            )
+            if fewer_but_slower:
+                summary_line += (f" **Fewer FLOPs, yet slower: at rate {', '.join(fewer_but_slower)} the sparse fits "
+                                 f"took longer than the dense ones.**")
         blocks.append(("p", summary_line))
-    blocks.append(("ul", sentences))
     if table:
         blocks.append(("table", ["rate", "best sparse", primary_name, "best dense", primary_name,
                                  "Δ (sparse − dense) [95 % CI]", "p (t-test)", "p (Wilcoxon)", "n", "verdict",
-                                 "train FLOPs sparse", "train FLOPs dense", "FLOP ratio"], table))
+                                 "train FLOPs sparse", "train FLOPs dense", "FLOP ratio",
+                                 "fit-time ratio [95 % CI]"], table))
+    blocks.append(("ul", sentences))
     return blocks
+
+
+def comparisons(df, summary, task, use_val) -> list[dict]:
+    """Per rate and sparse model: that model's best configuration against the best dense MLP.
+
+    The same selection and pairing as the headline, one record per (rate, sparse model), for the
+    overview figure and ``comparisons.csv``; ``headline`` marks the configuration the headline
+    compares (the best sparse configuration over all sparse models).
+    """
+    from .models import list_models
+
+    metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    primary, primary_name, higher = metrics[0]
+    order = {m: i for i, m in enumerate(list_models())}
+    out = []
+    for rate in sorted(summary["rate"].unique()):
+        rows = summary[summary["rate"] == rate]
+        dense = _choose(rows[rows["model"] == "dense"], primary, higher, use_val)
+        sparse_rows = rows[[_is_sparse_model(m) for m in rows["model"]]]
+        best = _choose(sparse_rows, primary, higher, use_val)
+        if dense is None or best is None:
+            continue
+        for model in sorted(set(sparse_rows["model"]), key=lambda m: (order.get(m, 99), m)):
+            sparse = _choose(sparse_rows[sparse_rows["model"] == model], primary, higher, use_val)
+            if sparse is None:
+                continue
+            cmp = _compare(df, sparse, dense, rate, primary)
+            acc, tr = cmp["score"], cmp["time"]
+            half = acc.diff_half_width
+            out.append({
+                "rate": float(rate), "model": model, "sparse": sparse["label"], "dense": dense["label"],
+                "headline": sparse["config_id"] == best["config_id"], "metric": primary, "metric_name": primary_name,
+                "higher_is_better": higher, "n": acc.n, "diff": acc.diff,
+                "diff_low": acc.diff - half if np.isfinite(half) else math.nan,
+                "diff_high": acc.diff + half if np.isfinite(half) else math.nan,
+                "p_ttest": acc.p_ttest, "flop_ratio": cmp["flop_ratio"], "time_ratio": tr.ratio,
+                "time_low": tr.low, "time_high": tr.high, "time_n": tr.n, "time": TIME_WORDS[tr.direction],
+                "fit_time_sparse_s": sparse.get("fit_time_s_mean", math.nan),
+                "fit_time_dense_s": dense.get("fit_time_s_mean", math.nan),
+                # the realised rate where the store records one (the share of training cells missing)
+                "realised_rate": float(sparse.get("realised_rate_mean", math.nan)),
+            })
+    return out
 
 
 # ---------------------------------------------------------------------- tables and plots
@@ -304,6 +433,29 @@ def _config_order(summary):
                      -1 if _isnan(r["sparsity"]) else r["sparsity"], -1 if _isnan(r["epsilon"]) else r["epsilon"])
     rows = sorted((r for _, r in configs.iterrows()), key=key)
     return [(r["config_id"], r["label"]) for r in rows]
+
+
+def _realised(summary, rate) -> float:
+    """Mean realised rate (share of all training cells missing, existing NaN included) of the runs
+    at nominal ``rate``; NaN when the summary has none (rows from before the store recorded it)."""
+    if "realised_rate_mean" not in summary:
+        return math.nan
+    v = summary.loc[summary["rate"] == rate, "realised_rate_mean"].to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
+def _rate_label(summary, rate) -> str:
+    """``0.3 (realised 0.300)``: the nominal rate and the share of all training cells missing."""
+    realised = _realised(summary, rate)
+    return f"{rate:g}" + (f" (realised {realised:.3f})" if np.isfinite(realised) else "")
+
+
+def _rate_gaps(summary, tol=0.005) -> list[str]:
+    """Nominal rates whose realised rate differs by more than ``tol`` (e.g. MAR runs stored before the
+    rate counted all cells, or data with NaN of its own at rate 0), as ``0.3 (realised 0.210)``."""
+    return [_rate_label(summary, r) for r in sorted(summary["rate"].unique())
+            if abs(_realised(summary, r) - r) > tol]
 
 
 def _metric_table(summary, metric, kind="score"):
@@ -320,7 +472,7 @@ def _metric_table(summary, metric, kind="score"):
             mean, half = hit[f"{metric}_mean"].iloc[0], hit[f"{metric}_ci"].iloc[0]
             cells.append(_fmt_flops(mean, half) if kind == "flops" else _fmt_ci(mean, half))
         rows.append([label, str(int(g["n"].max())), *cells])
-    return ["configuration", "n", *[f"rate {r:g}" for r in rates]], rows
+    return ["configuration", "n", *[f"rate {_rate_label(summary, r)}" for r in rates]], rows
 
 
 def _styles(summary):
@@ -368,12 +520,15 @@ def _plots(summary, out_dir: Path, stem: str, primary, primary_name):
             if not np.isfinite(y).any():
                 continue
             err = np.nan_to_num(g[f"{column}_ci"].to_numpy(dtype=float))
-            ax.errorbar(g["rate"], y, yerr=err, capsize=3, label=label, **styles[cid])
+            # at the realised rate (share of all training cells missing); the nominal one where not recorded
+            x = g["realised_rate_mean"].to_numpy(dtype=float) if "realised_rate_mean" in g else np.full(len(g), np.nan)
+            x = np.where(np.isfinite(x), x, g["rate"].to_numpy(dtype=float))
+            ax.errorbar(x, y, yerr=err, capsize=3, label=label, **styles[cid])
             drawn += 1
         if not drawn:
             plt.close(fig)
             return
-        ax.set_xlabel("missing rate (fraction of training cells removed)")
+        ax.set_xlabel("realised missing rate (share of all training cells missing)")
         ax.set_ylabel(ylabel)
         if logy:
             ax.set_yscale("log")
@@ -383,7 +538,7 @@ def _plots(summary, out_dir: Path, stem: str, primary, primary_name):
         path = fig_dir / fname
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        files.append((path, ylabel.split(" (")[0] + " vs missing rate"))
+        files.append((path, ylabel.split(" (")[0] + " vs realised missing rate"))
 
     line_plot(primary, f"test {primary_name} (mean ± 95 % CI)", f"{stem}_{primary}_vs_rate.png")
     line_plot("flops_train", "training FLOPs (mean ± 95 % CI, log scale)", f"{stem}_train_flops_vs_rate.png", logy=True)
@@ -416,7 +571,7 @@ def _plots(summary, out_dir: Path, stem: str, primary, primary_name):
                 handle = ax.errorbar(np.asarray(xs)[order], np.asarray(ys)[order], yerr=np.asarray(es)[order],
                                      capsize=3, **style)
                 labels_seen.setdefault(label, handle)
-            ax.set_title(f"rate {rate:g}", fontsize=9)
+            ax.set_title(f"rate {_rate_label(summary, rate)}", fontsize=9)
             ax.set_xlabel("sparsity (1 − density); 0 = dense MLP", fontsize=8)
             ax.grid(alpha=0.3)
         for ax in axes.ravel()[len(rates):]:
@@ -431,6 +586,158 @@ def _plots(summary, out_dir: Path, stem: str, primary, primary_name):
         plt.close(fig)
         files.append((path, f"{primary_name} vs sparsity, per missing rate"))
     return files
+
+
+OVERVIEW_FIGURE = "overview_sparse_vs_dense.png"
+
+
+def _overview_blocks(records, src: str) -> list:
+    """The report's opening section: counts over every comparison of the figure, then the figure."""
+    seen, unique = set(), []
+    for r in records:  # rate-0 comparisons are the same runs in every mechanism's group: count them once
+        key = (r["experiment"], r["dataset"], r["model"]) + ((0.0,) if r["rate"] == 0 else (r["mechanism"], r["rate"]))
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    n = len(unique)
+    better = worse = 0
+    for r in unique:
+        lo, hi = r["diff_low"], r["diff_high"]
+        if np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0):
+            good = (lo > 0) == bool(r["higher_is_better"])
+            better, worse = better + good, worse + (not good)
+    slower = sum(r["time"] == "slower" for r in unique)
+    faster = sum(r["time"] == "faster" for r in unique)
+    timed = sum(bool(r["time"]) for r in unique)
+    flops = [r["flop_ratio"] for r in unique if np.isfinite(r["flop_ratio"])]
+    times = [r["time_ratio"] for r in unique if np.isfinite(r["time_ratio"])]
+    text = (f"{n} comparisons of a sparse MLP (each sparse model's best configuration) with the best dense MLP, "
+            f"per dataset × mechanism × missing rate. Test score: sparse better in {better}, worse in {worse}, "
+            f"no significant difference in {n - better - worse} (95 % interval of the paired difference).")
+    if times:
+        text += (f" Fit time: sparse slower in {slower}, faster in {faster}, no clear difference in {timed - slower - faster} "
+                 f"(fit-time ratio sparse / dense: median {np.median(times):.3g}×, range {min(times):.3g}–{max(times):.3g}×)")
+        text += (f", while training FLOPs were {np.median(flops):.3g}× dense (median)." if flops else ".")
+    caption = ("Sparse vs dense MLP per dataset × mechanism × rate. Left: difference in test score (sparse − dense, mean "
+               "over paired replicates, 95 % t-interval; filled: the interval excludes 0). Right, log scale: fit time "
+               "sparse / dense (geometric mean of per-replicate ratios, 95 % interval) and training FLOPs sparse / dense "
+               "(×); right of the line at 1, the sparse fits cost more.")
+    return [("h", 2, "Overview: sparse vs dense MLP"), ("p", text), ("img", src, caption)]
+
+
+def _overview_cells(records):
+    """{(experiment, dataset): {row: {model: record}}} with row = (0, "", 0) for rate 0 (the same runs in every
+    mechanism's group, shown once) or (1, mechanism, rate); rows and facets in reading order."""
+    facets = {}
+    for r in sorted(records, key=lambda r: (r["experiment"], r["dataset"], r["rate"] != 0, r["mechanism"], r["rate"])):
+        row = (0, "", 0.0) if r["rate"] == 0 else (1, r["mechanism"], float(r["rate"]))
+        facets.setdefault((r["experiment"], r["dataset"]), {}).setdefault(row, {}).setdefault(r["model"], r)
+    return {k: dict(sorted(v.items())) for k, v in facets.items()}
+
+
+def _overview_plot(records, out_dir: Path, multi_exp: bool):
+    """One forest plot of every sparse-vs-dense comparison: a block per dataset, a line per mechanism × rate,
+    a marker per sparse model; left the score difference with its 95 % CI, right the fit-time ratio with
+    its CI and the training-FLOP ratio (log scale). None when there is nothing to draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from .models import list_models
+
+    facets = _overview_cells(records)
+    if not facets:
+        return None
+    names = list_models()
+    models = sorted({r["model"] for r in records}, key=lambda m: (names.index(m) if m in names else 99, m))
+    colour = {m: f"C{names.index(m) % 10}" if m in names else "k" for m in models}
+    n_rows = [len(rows) for rows in facets.values()]
+    per_row = 0.2 + 0.08 * len(models)
+    gap = 0.45  # inches between facets, for the dataset's title
+    heights = [n * per_row + 0.1 for n in n_rows]
+    fig = plt.figure(figsize=(11, max(3.2, sum(heights) + gap * (len(heights) - 1) + 1.6)))
+    grid = fig.add_gridspec(len(facets), 2, height_ratios=heights, width_ratios=[1, 1],
+                            hspace=gap / float(np.mean(heights)), wspace=0.04)
+    first_metric = next(iter(records))["metric_name"]
+    axes = []
+    for i, ((exp, dataset), rows) in enumerate(facets.items()):
+        left = fig.add_subplot(grid[i, 0], sharex=axes[0][0] if axes else None)
+        right = fig.add_subplot(grid[i, 1], sharex=axes[0][1] if axes else None, sharey=left)
+        axes.append((left, right))
+        offsets = (np.arange(len(models)) - (len(models) - 1) / 2) * (0.75 / max(len(models), 1))
+        labels = []
+        for y, (row, by_model) in enumerate(rows.items()):
+            realised = [v for v in (r.get("realised_rate", math.nan) for r in by_model.values()) if np.isfinite(v)]
+            realised = float(np.mean(realised)) if realised else math.nan
+            label = "no missing values" if row[0] == 0 else f"{row[1].upper()} {row[2]:g}"
+            if np.isfinite(realised) and abs(realised - row[2]) > 0.01:  # rate not reached (or NaN of its own)
+                label += f" (realised {realised:.2f})"
+            labels.append(label)
+            for k, m in enumerate(models):
+                r = by_model.get(m)
+                if r is None or not np.isfinite(r["diff"]):
+                    continue
+                yy = y + offsets[k]
+                lo, hi = r["diff_low"], r["diff_high"]
+                has_ci = np.isfinite(lo) and np.isfinite(hi)
+                better = r["diff"] > 0 if r["higher_is_better"] else r["diff"] < 0
+                clear = has_ci and (lo > 0 or hi < 0)
+                left.errorbar([r["diff"]], [yy], xerr=[[r["diff"] - lo], [hi - r["diff"]]] if has_ci else None,
+                              fmt="o", ms=5, capsize=2, lw=1.2, color=colour[m],
+                              mfc=colour[m] if clear else "white", mew=1.2, zorder=3)
+                if clear and not better:
+                    left.plot([r["diff"]], [yy], marker="o", ms=9, mfc="none", mec="k", mew=1.1, zorder=2)
+                t, tlo, thi = r["time_ratio"], r["time_low"], r["time_high"]
+                if np.isfinite(t) and t > 0:
+                    t_ci = np.isfinite(tlo) and np.isfinite(thi)
+                    right.errorbar([t], [yy], xerr=[[t - tlo], [thi - t]] if t_ci else None, fmt="o", ms=5, capsize=2,
+                                   lw=1.2, color=colour[m], zorder=3)
+                f = r["flop_ratio"]
+                if np.isfinite(f) and f > 0:
+                    right.plot([f], [yy], marker="x", ms=6, mew=1.4, color=colour[m], ls="none", zorder=3)
+        for ax in (left, right):
+            ax.set_ylim(len(rows) - 0.5, -0.5)
+            for y in range(len(rows)):
+                if y % 2:
+                    ax.axhspan(y - 0.5, y + 0.5, color="#f2f2f2", zorder=0, lw=0)
+            ax.grid(axis="x", alpha=0.35)
+            ax.tick_params(axis="x", labelbottom=(i == len(facets) - 1), labelsize=8)
+        left.set_yticks(range(len(rows)), labels, fontsize=8)
+        right.tick_params(axis="y", labelleft=False, left=False)
+        left.axvline(0, color="k", lw=0.9, zorder=1)
+        right.axvline(1, color="k", lw=0.9, zorder=1)
+        right.set_xscale("log")
+        metric = next(iter(next(iter(rows.values())).values()))["metric_name"]
+        title = dataset + (f" ({exp})" if multi_exp else "") + (f" — Δ {metric}" if metric != first_metric else "")
+        left.set_title(title, loc="left", fontsize=10, fontweight="bold", pad=3)
+    axes[-1][0].set_xlabel(f"Δ test {first_metric}, sparse − dense (95 % CI)\n← sparse worse · sparse better →", fontsize=9)
+    axes[-1][1].set_xlabel("sparse / dense, log scale: ● fit time (95 % CI), × training FLOPs\n"
+                           "← sparse cheaper · sparse costlier →", fontsize=9)
+    from matplotlib.ticker import LogLocator, FuncFormatter
+
+    axes[0][1].xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes[0][1].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axes[0][1].xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    handles = [Line2D([], [], color=colour[m], marker="o", ls="none", ms=6, label=MODEL_NAMES.get(m, m)) for m in models]
+    handles += [
+        Line2D([], [], color="0.3", marker="o", ls="none", ms=6, mfc="white", label="Δ interval contains 0"),
+        Line2D([], [], color="0.3", marker="o", ls="none", ms=6, label="Δ interval excludes 0"),
+        Line2D([], [], color="none", marker="o", ls="none", ms=9, mfc="none", mec="k", mew=1.1,
+               label="sparse significantly worse"),
+        Line2D([], [], color="0.3", marker="x", ls="none", ms=6, mew=1.4, label="training FLOP ratio"),
+    ]
+    height = fig.get_figheight()
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 4), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 1.0))
+    fig.subplots_adjust(left=0.13, right=0.98, top=1 - 0.75 / height, bottom=0.8 / height)
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    path = fig_dir / OVERVIEW_FIGURE
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 # ---------------------------------------------------------------------- rendering
@@ -506,6 +813,7 @@ def write_report(store, out_dir, experiment: str | None = None, plots: bool = Tr
     head_blocks = [("h", 1, title)]
     detail_blocks = []
     summaries = []
+    overview = []  # every sparse model's best configuration vs the best dense MLP, per group and rate
     groups = list(df.groupby(["experiment", "dataset", "mechanism"], sort=True)) if len(df) else []
     multi_exp = df["experiment"].nunique() > 1 if len(df) else False
     if groups:
@@ -521,9 +829,21 @@ def write_report(store, out_dir, experiment: str | None = None, plots: bool = Tr
         name = f"{dataset}, {mechanism.upper() if mechanism != 'none' else 'no missingness'}" + (f" ({exp})" if multi_exp else "")
         head_blocks.append(("h", 3, name))
         reps = f"{n_rep.min()}" if n_rep.min() == n_rep.max() else f"{n_rep.min()}–{n_rep.max()}"
+        rates = sorted(g["rate"].unique())
+        realised = [_realised(summary, r) for r in rates]
+        gaps = _rate_gaps(summary)
         head_blocks.append(("p", f"{len(g)} runs, {reps} replicates (seeds × folds) per configuration and rate; "
-                                 f"rates {', '.join(f'{r:g}' for r in sorted(g['rate'].unique()))}."))
+                                 f"rates {', '.join(f'{r:g}' for r in rates)}"
+                            + (f" (realised {', '.join(f'{v:.3f}' for v in realised)}: the share of all cells of the "
+                               "training rows missing, existing NaN included; mean over runs)"
+                               if np.isfinite(realised).any() else "") + "."
+                            + (f" **The realised rate is not the nominal one at rate {', '.join(gaps)}**: the data "
+                               "has missing values of its own, or these runs were stored before a rate counted all "
+                               "cells (MAR then removed only the non-driver columns' share), so they hold a different "
+                               "amount of missing information than the rate says." if gaps else "")))
         head_blocks.extend(headline(g, summary, task, use_val))
+        overview.extend(dict(rec, experiment=exp, dataset=dataset, mechanism=mechanism)
+                        for rec in comparisons(g, summary, task, use_val))
 
         stem = _slug(exp, dataset, mechanism)
         detail_blocks.append(("h", 2, f"Details: {name}"))
@@ -545,6 +865,14 @@ def write_report(store, out_dir, experiment: str | None = None, plots: bool = Tr
             for path, caption in _plots(summary, out_dir, stem, primary, primary_name):
                 detail_blocks.append(("img", path.relative_to(out_dir).as_posix(), caption))
 
+    # the overview figure opens the report when there is more than one cell to compare
+    cells = {(r["experiment"], r["dataset"]) + ((0.0,) if r["rate"] == 0 else (r["mechanism"], r["rate"]))
+             for r in overview}
+    if plots and len(cells) > 1:
+        path = _overview_plot(overview, out_dir, multi_exp)
+        if path is not None:
+            head_blocks[1:1] = _overview_blocks(overview, path.relative_to(out_dir).as_posix())
+
     # learning-dynamics studies: sections only where their runs exist
     from .study_report import study_sections
 
@@ -560,9 +888,17 @@ def write_report(store, out_dir, experiment: str | None = None, plots: bool = Tr
         "Each cell is the mean over replicates (seeds, × folds under k-fold CV) with a 95 % Student-t interval; "
         "comparisons are paired over the same replicates (same split, same amputation mask).",
         "Missing values are removed from the training rows (and validation/test rows when apply_to = \"both\"); "
-        "representations are fitted on training rows only.",
+        "representations are fitted on training rows only. A missing rate is the share of all cells missing "
+        "afterwards, existing NaN included, for every mechanism (MAR removes more from the non-driver columns to "
+        "reach it); the realised rate is that share measured on each run's training rows, and the plots against "
+        "the rate use it.",
         "FLOPs follow dualsparse.sparse.flops: 2 per multiply-add actually formed, counted over the whole fit; the dense "
         "equivalent is the same architecture fully connected on dense inputs. Baseline FLOPs are analytic (HGB: none).",
+        "Fit-time ratios (sparse / dense) are the geometric mean of the per-replicate ratios of fit_time_s (wall-clock "
+        "seconds of the estimator's fit, on whatever machine and with whatever load the run had; runs of a --jobs or "
+        "Dask sweep share cores), with a 95 % t-interval of the mean log ratio; \"slower\" / \"faster\" when the "
+        "interval lies above / below 1. FLOPs count arithmetic, not time: a sparse kernel can need fewer FLOPs and "
+        "still take longer.",
     ]
     kinds_present = set(frame["kind"].fillna("grid")) if "kind" in frame else {"grid"}
     if studies["head"]:
@@ -595,6 +931,12 @@ def write_report(store, out_dir, experiment: str | None = None, plots: bool = Tr
     summary_path = out_dir / "summary.csv"
     (pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()).to_csv(summary_path, index=False)
     tables = {}
+    if overview:
+        # every sparse-vs-dense comparison of the overview, one row each (rate-0 rows once per mechanism group)
+        lead = ["experiment", "dataset", "mechanism", "rate", "model"]
+        frame_cmp = pd.DataFrame(overview)
+        tables["comparisons"] = str(out_dir / "comparisons.csv")
+        frame_cmp[lead + [c for c in frame_cmp.columns if c not in lead]].to_csv(tables["comparisons"], index=False)
     for name, rows in studies["tables"].items():
         tables[name] = str(out_dir / f"{name}.csv")
         pd.DataFrame(rows).to_csv(tables[name], index=False)
