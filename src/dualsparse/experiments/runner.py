@@ -643,15 +643,69 @@ class _DaskBackend:
 
 
 # ---------------------------------------------------------------------- progress
-def _progress_bar(total, initial, desc, quiet):
+LOG_INTERVAL_S = 15.0  # off a terminal: a progress line at most this often (and one at the start and the end)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty(), or a closed stream
+        return False
+
+
+def _live_bars() -> bool:
+    """Redrawn bars only where they can be redrawn: stderr is a terminal, or tqdm.auto picked notebook widgets."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="run", disable=quiet, dynamic_ncols=True,
-                file=sys.stderr, position=0)
+    return _is_terminal(sys.stderr) or any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)
+
+
+def _line_progress(**kwargs):
+    """tqdm that prints each refresh as a line of its own instead of redrawing one line with '\\r'.
+
+    For a log file or CI: tqdm still does the counting, the timing (``mininterval``) and the
+    formatting (``bar_format``); only how a status is written changes.
+    """
+    from tqdm.std import tqdm
+
+    class LineProgress(tqdm):
+        @staticmethod
+        def status_printer(file):
+            def print_status(s):
+                if s:  # tqdm prints '' to erase a bar: nothing to erase here
+                    file.write(("\n" if print_status.open else "") + s)
+                    getattr(file, "flush", lambda: None)()
+                    print_status.open = True
+
+            print_status.open = False  # a status line waits for its newline
+            return print_status
+
+        def clear(self, nolock=False):
+            # before tqdm.write() prints a message: end the open status line instead of erasing it
+            sp = getattr(self, "sp", None)
+            if getattr(sp, "open", False):
+                self.fp.write("\n")
+                sp.open = False
+
+    return LineProgress(**kwargs)
+
+
+def _progress_bar(total, initial, desc, quiet):
+    """The sweep's bar on stderr: redrawn on a terminal; elsewhere (a log file, CI) a plain line
+    (``quick: 40/105 runs, 00:18 elapsed, ~00:30 left, <run>``) every LOG_INTERVAL_S seconds and at the end."""
+    from tqdm.auto import tqdm
+
+    if quiet or _live_bars():
+        return tqdm(total=total, initial=initial, desc=desc, unit="run", disable=quiet, dynamic_ncols=True,
+                    file=sys.stderr, position=0)
+    return _line_progress(total=total, initial=initial, desc=desc, unit="run", file=sys.stderr,
+                          mininterval=LOG_INTERVAL_S, miniters=1,
+                          bar_format="{desc}: {n_fmt}/{total_fmt} runs, {elapsed} elapsed, ~{remaining} left{postfix}")
 
 
 class EpochProgress(Callback):
-    """A per-epoch tqdm bar for one fit of a dualsparse MLP (shows the training loss)."""
+    """A per-epoch tqdm bar for one fit of a dualsparse MLP (shows the training loss); off where
+    stderr is not a terminal (a log file, CI), where it would only add a redraw per epoch."""
 
     def __init__(self, position: int = 1):
         self.position = position
@@ -661,7 +715,7 @@ class EpochProgress(Callback):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=int(est.max_epochs), desc="  epochs", unit="ep", leave=False,
-                        position=self.position, file=sys.stderr, dynamic_ncols=True)
+                        position=self.position, file=sys.stderr, dynamic_ncols=True, disable=not _live_bars())
 
     def on_epoch_end(self, est, epoch, logs):
         if self.bar is not None:
