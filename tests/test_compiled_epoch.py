@@ -52,9 +52,9 @@ def _spy(monkeypatch):
     calls = []
     original = CompiledEpoch.run
 
-    def run(self, order):
+    def run(self, order, record=False):
         calls.append(len(order))
-        return original(self, order)
+        return original(self, order, record)
 
     monkeypatch.setattr(CompiledEpoch, "run", run)
     return calls
@@ -179,6 +179,16 @@ class _BatchRecorder(Callback):
         self.n += 1
 
 
+class _ArgumentsRecorder(Callback):
+    on_batch_end_reads_model = False  # reads only the hook's arguments: replayed after compiled runs
+
+    def __init__(self):
+        self.seen = []
+
+    def on_batch_end(self, est, epoch, batch_index, outputs, y_batch, loss):
+        self.seen.append((epoch, batch_index.copy(), outputs.clone(), y_batch.clone(), loss))
+
+
 class _EpochRecorder(Callback):
     def on_epoch_end(self, est, epoch, logs):
         pass
@@ -187,7 +197,8 @@ class _EpochRecorder(Callback):
 @pytest.mark.parametrize("kw,eligible", [
     (dict(), True),
     (dict(callbacks=[_EpochRecorder()]), True),
-    (dict(callbacks=[_BatchRecorder()]), False),   # wants every batch's outputs
+    (dict(callbacks=[_BatchRecorder()]), False),   # its on_batch_end may read the model mid-epoch
+    (dict(callbacks=[_ArgumentsRecorder()]), True),
     (dict(dropout=0.2), False),
     (dict(activation="gelu"), False),
     (dict(algorithm="dense"), False),
@@ -206,6 +217,22 @@ def test_batch_callbacks_still_see_every_batch(data):
     SparseMLPClassifier(hidden_layer_sizes=(24,), sparsity=0.5, max_epochs=2, batch_size=16, callbacks=[rec],
                         random_state=0).fit(X, y)
     assert rec.n == 2 * 5
+
+
+def test_argument_only_batch_callbacks_see_what_the_per_step_path_shows(data, monkeypatch):
+    """Every batch, in order, with the outputs it met and its loss, also around RigL's capture steps."""
+    X, y, _ = data
+    calls = _spy(monkeypatch)
+    kw = dict(algorithm=RigL(zeta=0.3, every=3), optimizer="adam", batch_size=8, max_epochs=2)
+    a, b = _ArgumentsRecorder(), _ArgumentsRecorder()
+    _assert_same(_fit(SparseMLPClassifier, X, y, True, callbacks=[a], **kw),
+                 _fit(SparseMLPClassifier, X, y, False, callbacks=[b], **kw))
+    assert calls and len(a.seen) == len(b.seen) == 2 * 9
+    for (ea, ia, oa, ya, la), (eb, ib, ob, yb, lb) in zip(a.seen, b.seen):
+        assert ea == eb and np.array_equal(ia, ib) and torch.equal(ya, yb)
+        assert oa.shape == ob.shape == (ia.size, 3)
+        torch.testing.assert_close(oa, ob, rtol=1e-4, atol=1e-5)
+        assert la == pytest.approx(lb, rel=1e-4)
 
 
 def test_env_var_and_work_limit(data, monkeypatch):

@@ -171,6 +171,9 @@ class ExampleTracker(Callback):
         self._current = {"epoch": int(epoch), "tracked_epoch": self._t, "step_topology_updates": 0,
                          "step_dropped": 0, "step_grown": 0}
 
+    #: on_batch_end reads only its arguments, so whole compiled epochs stay on while tracking
+    on_batch_end_reads_model = False
+
     def on_batch_end(self, est, epoch, batch_index, outputs, y_batch, loss):
         # only references are kept here; the argmax runs over many batches at once (_flush)
         t0 = time.perf_counter()

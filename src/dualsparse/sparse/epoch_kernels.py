@@ -90,7 +90,7 @@ def train_epoch(
     csc_ptr, csc_row, csc_perm, gv0,
     xt, zs, acts, grads,
     act_kind, slopes, loss_kind, y_int, y_real,
-    opt_kind, hyper, step0,
+    opt_kind, hyper, step0, outputs, batch_losses,
 ):
     """Train on the rows ``order`` in batches of ``batch``; returns the sum of per-row losses.
 
@@ -101,7 +101,9 @@ def train_epoch(
     ``acts[l]``, ``grads[l]`` are (units x batch) buffers; ``acts`` has one per hidden layer (the
     last entry is unused). ``step0`` is the number of optimiser steps taken before this call
     (Adam's bias correction). Targets: ``y_int`` (class per row) for cross-entropy, ``y_real``
-    (rows x outputs) for squared error.
+    (rows x outputs) for squared error. When ``outputs`` has rows, each row's network output
+    (logits / predictions, before the update of its batch) is written to ``outputs[position in
+    order]`` and each batch's mean loss to ``batch_losses`` (for callbacks that read them).
     """
     old = _ftz_on()
     n_layers = len(values)
@@ -124,6 +126,7 @@ def train_epoch(
     n_rows = order.shape[0]
     total = 0.0
     step = step0
+    record = outputs.shape[0] > 0
     for start in range(0, n_rows, batch):
         nb_ = min(batch, n_rows - start)
         step += 1
@@ -201,6 +204,11 @@ def train_epoch(
         zl = zs[n_layers - 1]
         gl = grads[n_layers - 1]
         n_cls = zl.shape[0]
+        before = total
+        if record:
+            for b in range(nb_):
+                for i in range(n_cls):
+                    outputs[start + b, i] = zl[i, b]
         if loss_kind == LOSS_CE:
             for b in range(nb_):
                 m = zl[0, b]
@@ -226,6 +234,8 @@ def train_epoch(
                     gl[i, b] = d * scale
                     batch_sum += float(d) * float(d)
             total += batch_sum / n_cls
+        if record:
+            batch_losses[start // batch] = (total - before) / nb_
 
         # ---------------------------------------------------------------- backward + update
         for l in range(n_layers - 1, -1, -1):

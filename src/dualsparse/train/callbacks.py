@@ -9,6 +9,12 @@ from __future__ import annotations
 
 
 class Callback:
+    #: Whether ``on_batch_end`` looks at the estimator's current weights (e.g. calls predict).
+    #: A callback that reads only the hook's arguments sets it False: whole compiled epochs
+    #: (:mod:`dualsparse.train.compiled_epoch`) then stay on, and its ``on_batch_end`` is called
+    #: for every batch, in order, right after the compiled run that trained them.
+    on_batch_end_reads_model = True
+
     def on_fit_begin(self, est, X, y, train_index, validation_index):
         pass
 

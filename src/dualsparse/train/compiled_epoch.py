@@ -17,7 +17,9 @@ numba-backed float32 :class:`~dualsparse.sparse.SparseLinear`; activations of th
 ``z if z > 0 else slope * z`` (ReLU, leaky ReLU, All-ReLU, identity), tanh or logistic, and
 nothing else in between (no dropout); ``torch.optim.SGD`` (momentum and weight decay; no
 nesterov, dampening or maximize) or ``torch.optim.Adam`` (no amsgrad / maximize / capturable);
-mean cross-entropy or squared error; no hooks; no callback that wants every batch's outputs; and
+mean cross-entropy or squared error; no hooks; no callback whose ``on_batch_end`` reads the model
+while it runs (callbacks that read only the hook's arguments, ``on_batch_end_reads_model =
+False`` like the per-example tracker, are called for every batch after each compiled run); and
 little enough work per step that one thread beats the threaded per-step kernels
 (:data:`MAX_WORK`). ``DUALSPARSE_COMPILED_EPOCH=0`` or ``estimator._use_compiled_epoch = False``
 turns it off (tests compare the paths).
@@ -82,12 +84,15 @@ def _optimizer_kind(opt) -> int | None:
     return None
 
 
-def _wants_batches(callbacks) -> bool:
+def batch_callbacks(callbacks) -> tuple[bool, bool]:
+    """(any callback has an ``on_batch_end``, one of those reads the model while it runs)."""
+    wants, reads = False, False
     for cb in getattr(callbacks, "callbacks", callbacks) or []:
         hook = getattr(type(cb), "on_batch_end", None)
         if hook is not None and hook is not Callback.on_batch_end:
-            return True
-    return False
+            wants = True
+            reads = reads or getattr(cb, "on_batch_end_reads_model", True)
+    return wants, reads
 
 
 class CompiledEpoch:
@@ -127,7 +132,7 @@ class CompiledEpoch:
         """A compiled-epoch trainer for this fit of ``est``, or None when it must train per step."""
         if os.environ.get(ENV_VAR, "1") == "0" or not getattr(est, "_use_compiled_epoch", True):
             return None
-        if torch.device(est.device).type != "cpu" or _wants_batches(callbacks):
+        if torch.device(est.device).type != "cpu" or batch_callbacks(callbacks)[1]:
             return None
         if sp.issparse(X):
             if X.dtype != np.float32 or not X.has_sorted_indices:
@@ -209,9 +214,13 @@ class CompiledEpoch:
         return tuple(rows), tuple(cols), tuple(vals), tuple(biases), tuple(s1v), tuple(s2v), tuple(s1b), tuple(s2b), steps.pop()
 
     # ------------------------------------------------------------------ run
-    def run(self, order: np.ndarray) -> float | None:
-        """Train on rows ``order`` (a whole number of batches, or the epoch's tail); the summed
-        per-row loss, or None if the model no longer fits this path (the caller steps instead)."""
+    def run(self, order: np.ndarray, record: bool = False):
+        """Train on rows ``order`` (a whole number of batches, or the epoch's tail).
+
+        Returns the summed per-row loss, or None if the model no longer fits this path (the
+        caller steps instead). With ``record``: ``(loss, outputs, batch_losses)``, the network's
+        output for every row of ``order`` (as its batch met it) and each batch's mean loss.
+        """
         arrays = self._arrays()
         if arrays is None:
             return None
@@ -228,19 +237,22 @@ class CompiledEpoch:
         else:
             csc, gv0 = (_EMPTY_I, _EMPTY_I, _EMPTY_I), _EMPTY_F
         order = np.ascontiguousarray(order, dtype=np.int64)
+        n_out = self.layers[-1].out_features
+        outputs = np.empty((order.size, n_out) if record else (0, 0), dtype=np.float32)
+        batch_losses = np.empty(-(-order.size // self.batch) if record else 0, dtype=np.float64)
         total = E.train_epoch(
             self.X, self.x_ptr, self.x_idx, self.x_val, self.sparse_input, SPARSE_WALK_BELOW, order, self.batch,
             rows, cols, vals, biases, s1v, s2v, s1b, s2b, csc[0], csc[1], csc[2], gv0,
             self.xt, self.zs, self.acts, self.grads,
             self.act_kind, self.slopes, self.loss_kind, self.y_int, self.y_real,
-            self.opt_kind, hyper, step0,
+            self.opt_kind, hyper, step0, outputs, batch_losses,
         )
         if self.opt_kind == E.ADAM:
             n_steps = -(-order.size // self.batch)
             for layer in self.layers:
                 for p in (layer.values, layer.bias):
                     self.optimizer.state[p]["step"] += n_steps
-        return float(total)
+        return (float(total), outputs, batch_losses) if record else float(total)
 
 
 def _usable(state: torch.Tensor, param: torch.Tensor) -> bool:

@@ -18,12 +18,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..dst import make_algorithm
 from ..dst.capture import LayerIOCapture
-from ..sparse.density import DISTRIBUTIONS
+from ..sparse import SparseLinear
+from ..sparse.density import DEFAULT_EPSILON, DISTRIBUTIONS, DensityWarning, sparse_epsilon_limit
 from ..utils import check_random_state, derive_seed
 from .callbacks import CallbackList, make_example_tracker
+from .compiled_epoch import CompiledEpoch, batch_callbacks
 from .flops import FlopCounter
 from .fused_step import make_fused_step
-from .network import ACTIVATIONS, build_mlp, input_importance
+from .network import ACTIVATIONS, build_mlp, input_importance, linear_layers
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -41,7 +43,7 @@ class _BaseSparseMLP(BaseEstimator):
         self,
         hidden_layer_sizes=(100,),
         algorithm="set",
-        epsilon=20.0,
+        epsilon=None,
         sparsity=None,
         distribution="er",
         zeta=0.3,
@@ -109,6 +111,13 @@ class _BaseSparseMLP(BaseEstimator):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.distribution not in DISTRIBUTIONS:
             raise ValueError(f"unknown distribution {self.distribution!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+        eps = self.epsilon
+        if eps is not None and (isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0):
+            raise ValueError(f"epsilon must be a positive number or None (SET's {DEFAULT_EPSILON:g}, layers too "
+                             f"small for it fully connected), got {eps!r}")
+        s = self.sparsity
+        if s is not None and (isinstance(s, bool) or not isinstance(s, numbers.Real) or not 0 <= s < 1):
+            raise ValueError(f"sparsity must be in [0, 1) or None, got {s!r}; e.g. sparsity=0.9 keeps 10 % of weights")
         algorithm = _make_algorithm(self.algorithm, self.zeta)
         for name, lo, hi in (("learning_rate", 0, None), ("momentum", 0, 1), ("weight_decay", 0, None),
                              ("dropout", 0, 1), ("validation_fraction", 0, 1)):
@@ -163,6 +172,8 @@ class _BaseSparseMLP(BaseEstimator):
                 epsilon=self.epsilon if self.sparsity is None else None, sparsity=self.sparsity,
                 activation=self.activation, dropout=self.dropout, rng=rng, device=device,
             )
+            if algorithm.sparse and self.epsilon is None and self.sparsity is None:
+                _warn_if_fully_connected(self)
             self.optimizer_ = self._make_optimizer()
             self.flop_counter_ = FlopCounter(self.module_)
             self.history_ = []
@@ -198,6 +209,10 @@ class _BaseSparseMLP(BaseEstimator):
         loss_fn = self._loss_fn()
         # SGD steps without autograd where the fit allows (see fused_step); None: autograd always
         fused = make_fused_step(self, X, loss_fn)
+        # whole epochs in one compiled call where the fit allows (see compiled_epoch); callbacks
+        # that only read on_batch_end's arguments get every batch after each compiled run
+        compiled = CompiledEpoch.make(self, X, y, loss_fn, callbacks)
+        replay = batch_callbacks(callbacks)[0]
         for _ in range(epochs):
             epoch = self.n_iter_
             t0 = time.perf_counter()
@@ -206,26 +221,37 @@ class _BaseSparseMLP(BaseEstimator):
             self.module_.train()
             order = train_index[rng.permutation(train_index.size)]
             total, count = 0.0, 0
-            for start in range(0, order.size, self.batch_size):
-                idx = order[start : start + self.batch_size]
-                xb = _batch(X, idx, device, dense=not self.algorithm_.sparse)
-                capture = self.algorithm_.needs_gradient and self.algorithm_.due(epoch, self._step + 1, False)
-                if capture:
-                    with LayerIOCapture(self.module_) as cap:
-                        out, loss = self._step_batch(xb, y_t[idx], loss_fn)
-                elif fused is not None:
-                    out, loss = fused(xb, y_t[idx])
-                else:
-                    out, loss = self._step_batch(xb, y_t[idx], loss_fn)
-                self._step += 1
-                self.flop_counter_.count_batch(xb, idx.size)
-                total += float(loss) * idx.size
+            size = self.batch_size
+            n_batches = -(-order.size // size)
+            # steps whose batch RigL-like algorithms capture for their update
+            captures = [b for b in range(n_batches) if self.algorithm_.needs_gradient
+                        and self.algorithm_.due(epoch, self._step + b + 1, False)]
+            b = 0
+            while b < n_batches:
+                if compiled is not None and (not captures or captures[0] != b):
+                    stop = captures[0] if captures else n_batches
+                    rows = order[b * size : stop * size]
+                    ran = compiled.run(rows, record=replay)
+                    if ran is not None:
+                        self._step += stop - b
+                        self.flop_counter_.count_rows(X, rows)
+                        loss_sum, outputs, batch_losses = ran if replay else (ran, None, None)
+                        total += loss_sum
+                        count += rows.size
+                        if replay:
+                            for j, start in enumerate(range(0, rows.size, size)):
+                                idx = rows[start : start + size]
+                                callbacks.on_batch_end(self, epoch, idx, torch.from_numpy(outputs[start : start + size]),
+                                                       y_t[idx], float(batch_losses[j]))
+                        b = stop
+                        continue
+                    compiled = None  # the model left the compiled path's conditions: step from here
+                if captures and captures[0] == b:
+                    captures.pop(0)
+                idx = order[b * size : (b + 1) * size]
+                total += self._train_batch(X, y_t, idx, epoch, device, loss_fn, fused, rng, callbacks)
                 count += idx.size
-                if callbacks:
-                    callbacks.on_batch_end(self, epoch, idx, out.detach(), y_t[idx], float(loss))
-                if capture:
-                    info = self.algorithm_.update(self.module_, self.optimizer_, epoch, self._step, rng, cap)
-                    callbacks.on_topology_update(self, epoch, info)
+                b += 1
             self.n_iter_ += 1
             logs = {"epoch": epoch, "loss": total / max(count, 1), "time_s": time.perf_counter() - t0}
             if val_index.size:
@@ -256,6 +282,27 @@ class _BaseSparseMLP(BaseEstimator):
                 if hasattr(layer, "_csc_cache"):
                     layer._csc_cache = None
             self.best_validation_score_ = best_score
+
+    def _train_batch(self, X, y_t, idx, epoch, device, loss_fn, fused, rng, callbacks) -> float:
+        """One optimiser step on rows ``idx`` (with the gradient capture and topology update an
+        algorithm asks for at this step); returns the batch's summed loss."""
+        xb = _batch(X, idx, device, dense=not self.algorithm_.sparse)
+        capture = self.algorithm_.needs_gradient and self.algorithm_.due(epoch, self._step + 1, False)
+        if capture:
+            with LayerIOCapture(self.module_) as cap:
+                out, loss = self._step_batch(xb, y_t[idx], loss_fn)
+        elif fused is not None:
+            out, loss = fused(xb, y_t[idx])
+        else:
+            out, loss = self._step_batch(xb, y_t[idx], loss_fn)
+        self._step += 1
+        self.flop_counter_.count_batch(xb, idx.size)
+        if callbacks:
+            callbacks.on_batch_end(self, epoch, idx, out.detach(), y_t[idx], float(loss))
+        if capture:
+            info = self.algorithm_.update(self.module_, self.optimizer_, epoch, self._step, rng, cap)
+            callbacks.on_topology_update(self, epoch, info)
+        return float(loss) * idx.size
 
     def _apply_pending_update(self, rng, callbacks):
         """Evolve the topology between epochs.
@@ -316,6 +363,21 @@ class _BaseSparseMLP(BaseEstimator):
         total = imp.sum()
         return imp / total if total > 0 else imp
 
+    @property
+    def density_(self) -> dict:
+        """The density the fitted network has, read from its layers (weights only, no biases).
+
+        ``{"overall": live weights / dense weights, "layers": [per-layer density], "nnz": [live
+        weights per layer], "dense_weights": [n_in * n_out per layer]}``, input layer first. A
+        dense layer (``algorithm="dense"``) counts all its weights as live.
+        """
+        check_is_fitted(self, "module_")
+        layers = linear_layers(self.module_)
+        nnz = [int(m.nnz) if isinstance(m, SparseLinear) else int(m.weight.numel()) for m in layers]
+        full = [int(m.in_features) * int(m.out_features) for m in layers]
+        return {"overall": sum(nnz) / sum(full), "layers": [n / f for n, f in zip(nnz, full)],
+                "nnz": nnz, "dense_weights": full}
+
     # ------------------------------------------------------------------ inference
     def _forward(self, X):
         X = self._check_X(X, reset=False)
@@ -333,9 +395,24 @@ class SparseMLPClassifier(ClassifierMixin, _BaseSparseMLP):
     """Multi-layer perceptron classifier with truly sparse, evolving connectivity.
 
     ``algorithm``: ``"set"`` (Sparse Evolutionary Training), ``"rigl"``, ``"static"`` (sparse, fixed)
-    or ``"dense"``; all train through the same loop. Layer densities follow ``distribution`` with
-    ``epsilon`` (SET's ER rule) or a global ``sparsity``. After ``fit``, ``flops_`` compares the
+    or ``"dense"``; all train through the same loop. After ``fit``, ``flops_`` compares the
     training and inference cost with the equivalent dense network.
+
+    Density. ``epsilon`` (SET's Erdős–Rényi rule, ``distribution="er"``) gives each layer the
+    density ε (n_in + n_out) / (n_in n_out), capped at 1 per layer: a layer too small for ε is
+    fully connected, as in SET's reference code. ``epsilon=None`` (the default) uses ε = 20 and
+    never fails, so the defaults fit any data scikit-learn's MLP fits; on small data every layer
+    may come out fully connected, and a sparse algorithm then issues one
+    :class:`~dualsparse.sparse.density.DensityWarning` per process and network shape (not one
+    per fit, so grid searches and cross-validation stay quiet). An explicit ``epsilon`` that
+    leaves no layer sparse (ε >= n_in n_out / (n_in + n_out) for every layer) is an error that
+    names the largest ε that would work. ``sparsity`` (fraction of all weights removed, in
+    [0, 1), with ``distribution`` "er", "erk" or "uniform") sets a global target instead and
+    takes precedence over ``epsilon``.
+
+    Fitted attributes include ``density_``, the density the network has: ``{"overall": live
+    weights / dense weights, "layers": [density per layer], "nnz": [live weights per layer],
+    "dense_weights": [n_in * n_out per layer]}``, input layer first, weights only (no biases).
     """
 
     def _loss_fn(self):
@@ -414,7 +491,9 @@ class SparseMLPRegressor(RegressorMixin, _BaseSparseMLP):
     """Multi-layer perceptron regressor with truly sparse, evolving connectivity (squared loss).
 
     Targets are standardised internally (mean and scale from the first fit) and mapped back by
-    ``predict``, so one learning rate suits targets of any scale.
+    ``predict``, so one learning rate suits targets of any scale. Density (``epsilon``,
+    ``sparsity``, the ``DensityWarning``) and ``density_`` work as for
+    :class:`SparseMLPClassifier`.
     """
 
     def _loss_fn(self):
@@ -458,6 +537,38 @@ class SparseMLPRegressor(RegressorMixin, _BaseSparseMLP):
 
 
 # ---------------------------------------------------------------------- helpers
+# (algorithm, layer shapes) already warned about in this process: see _warn_if_fully_connected
+_WARNED_FULLY_CONNECTED: set = set()
+
+
+def _warn_if_fully_connected(est):
+    """A ``DensityWarning`` when the default ε left a sparse algorithm no sparse layer.
+
+    Called once per network built (a fit from scratch), never for ``partial_fit`` / ``warm_start``
+    continuations, and shown once per process for each algorithm and network shape: the
+    condition belongs to the configuration and the data's shape, not to one fit, so a grid
+    search, a cross-validation or scikit-learn's check battery (which re-fit clones, each under
+    fresh warning filters that defeat Python's own once-per-place registry) report it once.
+    """
+    if est.density_["overall"] < 1.0:
+        return
+    shapes = tuple((m.in_features, m.out_features) for m in linear_layers(est.module_))
+    key = (repr(est.algorithm), shapes)
+    if key in _WARNED_FULLY_CONNECTED:
+        return
+    _WARNED_FULLY_CONNECTED.add(key)
+    arch = "-".join(str(n) for n in [shapes[0][0], *(o for _, o in shapes)])
+    warnings.warn(
+        f"every layer of the {arch} network is fully connected at the default epsilon "
+        f"(SET's {DEFAULT_EPSILON:g}; a layer n_in x n_out is sparse only for epsilon < n_in n_out / "
+        f"(n_in + n_out), here at most {sparse_epsilon_limit(shapes):.4g}), so algorithm={est.algorithm!r} "
+        f"trains a dense network. For a sparse one give sparsity=... (e.g. 0.9) or a smaller epsilon; "
+        f"algorithm='dense' trains this network without sparse machinery. Shown once per network shape.",
+        DensityWarning,
+        stacklevel=4,
+    )
+
+
 def _make_algorithm(algorithm, zeta):
     if isinstance(algorithm, str) and algorithm.lower() in ("set", "rigl", "set-observed"):
         return make_algorithm(algorithm, zeta=zeta)
