@@ -235,6 +235,17 @@ def test_argument_only_batch_callbacks_see_what_the_per_step_path_shows(data, mo
         assert la == pytest.approx(lb, rel=1e-4)
 
 
+def test_one_or_two_row_sgd_batches_keep_the_fused_step(data, monkeypatch):
+    X, y, _ = data
+    calls = _spy(monkeypatch)
+    kw = dict(hidden_layer_sizes=(24,), sparsity=0.5, max_epochs=1, random_state=0)
+    SparseMLPClassifier(optimizer="sgd", batch_size=2, **kw).fit(X, y)
+    assert calls == []  # the fused step's batch-2 kernels are faster
+    SparseMLPClassifier(optimizer="sgd", batch_size=4, **kw).fit(X, y)
+    SparseMLPClassifier(optimizer="adam", batch_size=2, **kw).fit(X, y)  # no fused step for Adam
+    assert calls == [70, 70]
+
+
 def test_env_var_and_work_limit(data, monkeypatch):
     X, y, _ = data
     est = _fit(SparseMLPClassifier, X, y, True, max_epochs=1)

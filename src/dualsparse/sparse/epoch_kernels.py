@@ -10,9 +10,10 @@ an epoch does between two topology updates runs inside one call:
         gather the rows (dense rows, or CSR rows: walked sparsely, or scattered when dense enough)
         forward: z = W a + b, a = act(z)                      (batch-last, CSR rows)
         loss gradient: softmax cross-entropy or squared error (means, as torch's losses)
-        backward, last layer first: input gradient with the OLD weights, then the optimiser's
-            update of each weight and bias in the same visit (SGD with momentum and weight
-            decay, or Adam), on the optimiser's own state arrays
+        backward, last layer first: value, bias and input gradients (with the OLD weights),
+            then one pass of the optimiser's update over the layer's values and biases (SGD with
+            momentum and weight decay, or Adam; contiguous, so it vectorises), on the
+            optimiser's own state arrays
 
 so a fit costs what its non-zeros cost. The update rules are those of ``torch.optim.SGD`` (no
 dampening / nesterov) and ``torch.optim.Adam`` (L2 weight decay added to the gradient, bias
@@ -48,46 +49,71 @@ H_LR, H_MOM, H_WD, H_B1, H_B2, H_EPS = 0, 1, 2, 3, 4, 5
 
 
 @nb.njit(inline="always")
-def _apply(w, s1, s2, k, d, kind, lr, mom, b1, b2, eps, step_size, bc2_sqrt):
-    """One optimiser update of ``w[k]`` with gradient ``d`` (weight decay already added)."""
+def _update(w, grad, s1, s2, kind, lr, mom, wd, b1, b2, eps, step_size, bc2_sqrt):
+    """The optimiser's update of every ``w[k]`` from its gradient ``grad[k]`` (weight decay added
+    here), in one pass over contiguous arrays that the compiler vectorises (Adam's square root and
+    division included)."""
+    n = w.shape[0]
     if kind == ADAM:
-        m = s1[k]
-        m = m + (1 - b1) * (d - m)  # torch: exp_avg.lerp_(grad, 1 - beta1)
-        v = b2 * s2[k] + (1 - b2) * d * d
-        s1[k] = m
-        s2[k] = v
-        w[k] = w[k] - step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
+        for k in range(n):
+            d = grad[k] + wd * w[k]
+            m = s1[k]
+            m = m + (1 - b1) * (d - m)  # torch: exp_avg.lerp_(grad, 1 - beta1)
+            v = b2 * s2[k] + (1 - b2) * d * d
+            s1[k] = m
+            s2[k] = v
+            w[k] = w[k] - step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
     elif kind == SGD_MOMENTUM:
-        b = mom * s1[k] + d  # a new buffer is zeros: mom * 0 + d == d, torch's first step
-        s1[k] = b
-        w[k] = w[k] - lr * b
+        for k in range(n):
+            b = mom * s1[k] + (grad[k] + wd * w[k])  # a new buffer is zeros: mom * 0 + d == d, torch's first step
+            s1[k] = b
+            w[k] = w[k] - lr * b
     else:
-        w[k] = w[k] - lr * d
+        for k in range(n):
+            w[k] = w[k] - lr * (grad[k] + wd * w[k])
 
 
 @nb.njit(inline="always")
-def _activate(z, kind, slope):
+def _activate(z, a, nb_, kind, slope):
+    """a = act(z) on the first ``nb_`` columns; one loop per kind, so each one vectorises."""
     if kind == ACT_SLOPE:
-        return z if z > 0 else z * slope
-    if kind == ACT_TANH:
-        return np.tanh(z)
-    return 1 / (1 + np.exp(-z))
+        for i in range(z.shape[0]):
+            for b in range(nb_):
+                v = z[i, b]
+                a[i, b] = v if v > 0 else v * slope
+    elif kind == ACT_TANH:
+        for i in range(z.shape[0]):
+            for b in range(nb_):
+                a[i, b] = np.tanh(z[i, b])
+    else:
+        for i in range(z.shape[0]):
+            for b in range(nb_):
+                a[i, b] = 1 / (1 + np.exp(-z[i, b]))
 
 
 @nb.njit(inline="always")
-def _derivative(z, a, kind, slope, one):
+def _times_derivative(gx, z, a, nb_, kind, slope):
+    """gx *= act'(z) (from z, or from a = act(z)) on the first ``nb_`` columns."""
     if kind == ACT_SLOPE:
-        return one if z > 0 else slope
-    if kind == ACT_TANH:
-        return one - a * a
-    return a * (one - a)
+        for j in range(gx.shape[0]):
+            for b in range(nb_):
+                if not z[j, b] > 0:
+                    gx[j, b] = gx[j, b] * slope
+    elif kind == ACT_TANH:
+        for j in range(gx.shape[0]):
+            for b in range(nb_):
+                gx[j, b] = gx[j, b] * (1 - a[j, b] * a[j, b])
+    else:
+        for j in range(gx.shape[0]):
+            for b in range(nb_):
+                gx[j, b] = gx[j, b] * (a[j, b] * (1 - a[j, b]))
 
 
 @nb.njit(**_JIT)
 def train_epoch(
     X, x_ptr, x_idx, x_val, sparse_input, walk_below, order, batch,
     row_ptrs, col_idxs, values, biases, s1v, s2v, s1b, s2b,
-    csc_ptr, csc_row, csc_perm, gv0,
+    csc_ptr, csc_row, csc_perm, gvs, gbs,
     xt, zs, acts, grads,
     act_kind, slopes, loss_kind, y_int, y_real,
     opt_kind, hyper, step0, outputs, batch_losses,
@@ -96,10 +122,11 @@ def train_epoch(
 
     ``X`` (rows x features, float32) is read when ``sparse_input`` is False, else the CSR arrays
     ``x_ptr, x_idx, x_val`` (sorted columns) and the first layer's CSC pattern ``csc_ptr,
-    csc_row, csc_perm`` (``gv0``: its value-gradient scratch, nnz of layer 0); a batch with fewer
+    csc_row, csc_perm``; a batch with fewer
     than ``walk_below`` x rows x features stored values is walked, a denser one scattered. ``zs[l]``,
     ``acts[l]``, ``grads[l]`` are (units x batch) buffers; ``acts`` has one per hidden layer (the
-    last entry is unused). ``step0`` is the number of optimiser steps taken before this call
+    last entry is unused); ``gvs[l]`` (nnz) and ``gbs[l]`` (units) take the value and bias
+    gradients of a step before the update pass. ``step0`` is the number of optimiser steps taken before this call
     (Adam's bias correction). Targets: ``y_int`` (class per row) for cross-entropy, ``y_real``
     (rows x outputs) for squared error. When ``outputs`` has rows, each row's network output
     (logits / predictions, before the update of its batch) is written to ``outputs[position in
@@ -193,12 +220,7 @@ def train_epoch(
                         for b in range(nb_):
                             zi[b] += wk * x[b]
             if l < n_layers - 1:
-                a = acts[l]
-                kind = act_kind[l]
-                slope = slopes[l]
-                for i in range(n_out):
-                    for b in range(nb_):
-                        a[i, b] = _activate(z[i, b], kind, slope)
+                _activate(z, acts[l], nb_, act_kind[l], slopes[l])
 
         # ---------------------------------------------------------------- loss gradient
         zl = zs[n_layers - 1]
@@ -237,25 +259,24 @@ def train_epoch(
         if record:
             batch_losses[start // batch] = (total - before) / nb_
 
-        # ---------------------------------------------------------------- backward + update
+        # ---------------------------------------------------------------- backward, then update
+        # Each layer's gradients (the input gradient with the OLD weights), then one update pass
+        # over its values and biases.
         for l in range(n_layers - 1, -1, -1):
             rp = row_ptrs[l]
             ci = col_idxs[l]
             w = values[l]
             bias = biases[l]
             g = grads[l]
+            gv = gvs[l]
             n_out = g.shape[0]
-            sv1 = s1v[l]
-            sv2 = s2v[l]
             if bias.shape[0] > 0:
-                sb1 = s1b[l]
-                sb2 = s2b[l]
+                gb = gbs[l]
                 for i in range(n_out):
                     s = zero
                     for b in range(nb_):
                         s += g[i, b]
-                    _apply(bias, sb1, sb2, i, s + wd_f * bias[i], opt_kind, lr_f, mom_f, b1_f, b2_f, eps_f,
-                           step_size, bc2_sqrt)
+                    gb[i] = s
             if l > 0:
                 inp = acts[l - 1]
                 gx = grads[l - 1]
@@ -272,40 +293,32 @@ def train_epoch(
                         d = zero
                         for b in range(nb_):
                             d += gi[b] * x[b]
+                        for b in range(nb_):
                             gr[b] += wk * gi[b]
-                        _apply(w, sv1, sv2, k, d + wd_f * wk, opt_kind, lr_f, mom_f, b1_f, b2_f, eps_f,
-                               step_size, bc2_sqrt)
-                zp = zs[l - 1]
-                ap = acts[l - 1]
-                kind = act_kind[l - 1]
-                slope = slopes[l - 1]
-                for j in range(gx.shape[0]):
-                    for b in range(nb_):
-                        gx[j, b] *= _derivative(zp[j, b], ap[j, b], kind, slope, one)
+                        gv[k] = d
+                _times_derivative(gx, zs[l - 1], acts[l - 1], nb_, act_kind[l - 1], slopes[l - 1])
             elif walk:
-                for k in range(gv0.shape[0]):
-                    gv0[k] = 0
+                for k in range(gv.shape[0]):
+                    gv[k] = 0
                 for b in range(nb_):
                     r = order[start + b]
                     for p in range(x_ptr[r], x_ptr[r + 1]):
                         j = x_idx[p]
                         xv = x_val[p]
                         for q in range(csc_ptr[j], csc_ptr[j + 1]):
-                            gv0[csc_perm[q]] += g[csc_row[q], b] * xv
-                for k in range(gv0.shape[0]):
-                    wk = w[k]
-                    _apply(w, sv1, sv2, k, gv0[k] + wd_f * wk, opt_kind, lr_f, mom_f, b1_f, b2_f, eps_f,
-                           step_size, bc2_sqrt)
+                            gv[csc_perm[q]] += g[csc_row[q], b] * xv
             else:
                 for i in range(n_out):
                     gi = g[i]
                     for k in range(rp[i], rp[i + 1]):
-                        wk = w[k]
                         x = xt[ci[k]]
                         d = zero
                         for b in range(nb_):
                             d += gi[b] * x[b]
-                        _apply(w, sv1, sv2, k, d + wd_f * wk, opt_kind, lr_f, mom_f, b1_f, b2_f, eps_f,
-                               step_size, bc2_sqrt)
+                        gv[k] = d
+            _update(w, gv, s1v[l], s2v[l], opt_kind, lr_f, mom_f, wd_f, b1_f, b2_f, eps_f, step_size, bc2_sqrt)
+            if bias.shape[0] > 0:
+                _update(bias, gbs[l], s1b[l], s2b[l], opt_kind, lr_f, mom_f, wd_f, b1_f, b2_f, eps_f, step_size,
+                        bc2_sqrt)
     _ftz_off(old)
     return total

@@ -17,7 +17,8 @@ numba-backed float32 :class:`~dualsparse.sparse.SparseLinear`; activations of th
 ``z if z > 0 else slope * z`` (ReLU, leaky ReLU, All-ReLU, identity), tanh or logistic, and
 nothing else in between (no dropout); ``torch.optim.SGD`` (momentum and weight decay; no
 nesterov, dampening or maximize) or ``torch.optim.Adam`` (no amsgrad / maximize / capturable);
-mean cross-entropy or squared error; no hooks; no callback whose ``on_batch_end`` reads the model
+mean cross-entropy or squared error; no hooks; not batches of one or two rows where the fused SGD
+step applies (:data:`FUSED_PREFERRED_MAX_BATCH`); no callback whose ``on_batch_end`` reads the model
 while it runs (callbacks that read only the hook's arguments, ``on_batch_end_reads_model =
 False`` like the per-example tracker, are called for every batch after each compiled run); and
 little enough work per step that one thread beats the threaded per-step kernels
@@ -46,8 +47,14 @@ ENV_VAR = "DUALSPARSE_COMPILED_EPOCH"
 #: vectorise over the batch (see benchmarks/small_data.py)
 SPARSE_WALK_BELOW = 0.05
 #: batch x live weights up to which one compiled thread is used when several are available; above
-#: it the per-step paths' threaded kernels win (see benchmarks/small_data.py).
-MAX_WORK = 4_000_000
+#: it the per-step paths' threaded kernels win. Measured (SET MLP 500-H-H-2, SGD, 2 threads;
+#: compiled / per-step time): H = 1000, batch 32 (4.8 M): 0.79; H = 2000, batch 32 (16 M): 1.39,
+#: batch 128 (64 M): 2.31.
+MAX_WORK = 8_000_000
+#: batches up to which the fused SGD step (train/fused_step.py) is preferred where it applies: its
+#: kernels are specialised for one and two rows (same net, batch 2: compiled / fused 1.23 at
+#: H = 300, 1.94 at H = 1000; at batch 4 the compiled epoch was faster, 0.60 and 0.93).
+FUSED_PREFERRED_MAX_BATCH = 2
 
 _EMPTY_F = np.empty(0, dtype=np.float32)
 _EMPTY_I = np.empty(0, dtype=np.int64)
@@ -128,9 +135,12 @@ class CompiledEpoch:
         self.grads = tuple(np.empty((m.out_features, batch), dtype=np.float32) for m in layers)
 
     @classmethod
-    def make(cls, est, X, y, loss_fn, callbacks) -> "CompiledEpoch | None":
-        """A compiled-epoch trainer for this fit of ``est``, or None when it must train per step."""
+    def make(cls, est, X, y, loss_fn, callbacks, fused=None) -> "CompiledEpoch | None":
+        """A compiled-epoch trainer for this fit of ``est``, or None when it must train per step
+        (``fused``: the fit's fused SGD step, if it has one)."""
         if os.environ.get(ENV_VAR, "1") == "0" or not getattr(est, "_use_compiled_epoch", True):
+            return None
+        if fused is not None and est.batch_size <= FUSED_PREFERRED_MAX_BATCH:
             return None
         if torch.device(est.device).type != "cpu" or batch_callbacks(callbacks)[1]:
             return None
@@ -233,16 +243,16 @@ class CompiledEpoch:
         if self.sparse_input:
             col_ptr, row_idx, perm = first.csc()
             csc = (col_ptr.numpy(), _idx(row_idx).astype(np.int64, copy=False), _idx(perm).astype(np.int64, copy=False))
-            gv0 = np.empty(first.nnz, dtype=np.float32)
         else:
-            csc, gv0 = (_EMPTY_I, _EMPTY_I, _EMPTY_I), _EMPTY_F
+            csc = (_EMPTY_I, _EMPTY_I, _EMPTY_I)
         order = np.ascontiguousarray(order, dtype=np.int64)
         n_out = self.layers[-1].out_features
         outputs = np.empty((order.size, n_out) if record else (0, 0), dtype=np.float32)
         batch_losses = np.empty(-(-order.size // self.batch) if record else 0, dtype=np.float64)
         total = E.train_epoch(
             self.X, self.x_ptr, self.x_idx, self.x_val, self.sparse_input, SPARSE_WALK_BELOW, order, self.batch,
-            rows, cols, vals, biases, s1v, s2v, s1b, s2b, csc[0], csc[1], csc[2], gv0,
+            rows, cols, vals, biases, s1v, s2v, s1b, s2b, csc[0], csc[1], csc[2],
+            tuple(np.empty_like(v) for v in vals), tuple(np.empty_like(b) for b in biases),
             self.xt, self.zs, self.acts, self.grads,
             self.act_kind, self.slopes, self.loss_kind, self.y_int, self.y_real,
             self.opt_kind, hyper, step0, outputs, batch_losses,

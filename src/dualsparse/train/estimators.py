@@ -211,7 +211,7 @@ class _BaseSparseMLP(BaseEstimator):
         fused = make_fused_step(self, X, loss_fn)
         # whole epochs in one compiled call where the fit allows (see compiled_epoch); callbacks
         # that only read on_batch_end's arguments get every batch after each compiled run
-        compiled = CompiledEpoch.make(self, X, y, loss_fn, callbacks)
+        compiled = CompiledEpoch.make(self, X, y, loss_fn, callbacks, fused)
         replay = batch_callbacks(callbacks)[0]
         for _ in range(epochs):
             epoch = self.n_iter_
