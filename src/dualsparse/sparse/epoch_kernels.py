@@ -118,7 +118,8 @@ def train_epoch(
     act_kind, slopes, loss_kind, y_int, y_real,
     opt_kind, hyper, step0, outputs, batch_losses,
 ):
-    """Train on the rows ``order`` in batches of ``batch``; returns the sum of per-row losses.
+    """Train on the rows ``order`` in batches of ``batch``; returns the sum of per-row losses and,
+    for sparse input, the first layer's products by the FLOP convention (stored values x fan-out).
 
     ``X`` (rows x features, float32) is read when ``sparse_input`` is False, else the CSR arrays
     ``x_ptr, x_idx, x_val`` (sorted columns) and the first layer's CSC pattern ``csc_ptr,
@@ -154,6 +155,7 @@ def train_epoch(
     total = 0.0
     step = step0
     record = outputs.shape[0] > 0
+    products = 0  # sparse input: first-layer products by the FLOP convention (stored values x fan-out)
     for start in range(0, n_rows, batch):
         nb_ = min(batch, n_rows - start)
         step += 1
@@ -179,7 +181,9 @@ def train_epoch(
                 for b in range(nb_):
                     r = order[start + b]
                     for p in range(x_ptr[r], x_ptr[r + 1]):
-                        xt[x_idx[p], b] = x_val[p]
+                        j = x_idx[p]
+                        xt[j, b] = x_val[p]
+                        products += csc_ptr[j + 1] - csc_ptr[j]
         else:
             for b in range(nb_):
                 r = order[start + b]
@@ -205,6 +209,7 @@ def train_epoch(
                     for p in range(x_ptr[r], x_ptr[r + 1]):
                         j = x_idx[p]
                         xv = x_val[p]
+                        products += csc_ptr[j + 1] - csc_ptr[j]
                         for q in range(csc_ptr[j], csc_ptr[j + 1]):
                             z[csc_row[q], b] += w[csc_perm[q]] * xv
             else:
@@ -321,4 +326,4 @@ def train_epoch(
                 _update(bias, gbs[l], s1b[l], s2b[l], opt_kind, lr_f, mom_f, wd_f, b1_f, b2_f, eps_f, step_size,
                         bc2_sqrt)
     _ftz_off(old)
-    return total
+    return total, products

@@ -133,6 +133,7 @@ class CompiledEpoch:
         self.zs = tuple(np.empty((m.out_features, batch), dtype=np.float32) for m in layers)
         self.acts = tuple(np.empty((m.out_features, batch), dtype=np.float32) for m in layers)
         self.grads = tuple(np.empty((m.out_features, batch), dtype=np.float32) for m in layers)
+        self.first_products = None
 
     @classmethod
     def make(cls, est, X, y, loss_fn, callbacks, fused=None) -> "CompiledEpoch | None":
@@ -228,7 +229,8 @@ class CompiledEpoch:
         """Train on rows ``order`` (a whole number of batches, or the epoch's tail).
 
         Returns the summed per-row loss, or None if the model no longer fits this path (the
-        caller steps instead). With ``record``: ``(loss, outputs, batch_losses)``, the network's
+        caller steps instead); ``first_products`` is then the first layer's products on sparse
+        input by the FLOP convention (None for dense input). With ``record``: ``(loss, outputs, batch_losses)``, the network's
         output for every row of ``order`` (as its batch met it) and each batch's mean loss.
         """
         arrays = self._arrays()
@@ -249,7 +251,7 @@ class CompiledEpoch:
         n_out = self.layers[-1].out_features
         outputs = np.empty((order.size, n_out) if record else (0, 0), dtype=np.float32)
         batch_losses = np.empty(-(-order.size // self.batch) if record else 0, dtype=np.float64)
-        total = E.train_epoch(
+        total, products = E.train_epoch(
             self.X, self.x_ptr, self.x_idx, self.x_val, self.sparse_input, SPARSE_WALK_BELOW, order, self.batch,
             rows, cols, vals, biases, s1v, s2v, s1b, s2b, csc[0], csc[1], csc[2],
             tuple(np.empty_like(v) for v in vals), tuple(np.empty_like(b) for b in biases),
@@ -262,6 +264,7 @@ class CompiledEpoch:
             for layer in self.layers:
                 for p in (layer.values, layer.bias):
                     self.optimizer.state[p]["step"] += n_steps
+        self.first_products = int(products) if self.sparse_input else None
         return (float(total), outputs, batch_losses) if record else float(total)
 
 

@@ -234,7 +234,7 @@ class _BaseSparseMLP(BaseEstimator):
                     ran = compiled.run(rows, record=replay)
                     if ran is not None:
                         self._step += stop - b
-                        self.flop_counter_.count_rows(X, rows)
+                        self.flop_counter_.count_rows(X, rows, compiled.first_products)
                         loss_sum, outputs, batch_losses = ran if replay else (ran, None, None)
                         total += loss_sum
                         count += rows.size

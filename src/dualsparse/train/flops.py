@@ -39,19 +39,16 @@ class FlopCounter:
         cols = x.col_indices().cpu().numpy() if x.layout == torch.sparse_csr else None
         self._count(cols, batch)
 
-    def count_rows(self, X, rows: np.ndarray) -> None:
+    def count_rows(self, X, rows: np.ndarray, first_products: int | None = None) -> None:
         """Count training steps over rows ``rows`` of X (np.ndarray or CSR), in any batches: every
-        count is a sum over the rows, so it does not depend on how they were batched."""
+        count is a sum over the rows, so it does not depend on how they were batched.
+        ``first_products``: the first layer's products on sparse input, where the caller has
+        counted them (the compiled epoch does, as it walks the stored values)."""
         first = next(iter(linear_layers(self.model)), None)
-        if sp.issparse(X) and isinstance(first, SparseLinear):
-            # each row's first-layer products (the fan-outs of its stored columns), summed per row
-            # in one pass over X's stored columns instead of slicing X's rows every epoch
+        if first_products is None and sp.issparse(X) and isinstance(first, SparseLinear):
             deg = np.diff(first.csc()[0].cpu().numpy())
-            cum = np.concatenate([[0], np.cumsum(deg[X.indices], dtype=np.int64)])
-            per_row = cum[X.indptr[1:]] - cum[X.indptr[:-1]]
-            self._count(None, len(rows), first_products=int(per_row[rows].sum()))
-        else:
-            self._count(None, len(rows))
+            first_products = sparse_input_products(deg, X[rows].indices)
+        self._count(None, len(rows), first_products=first_products)
 
     def _count(self, stored_cols, batch: int, first_products=None) -> None:
         for i, layer in enumerate(linear_layers(self.model)):
