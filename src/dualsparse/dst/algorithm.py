@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..sparse import SparseLinear
-from ..sparse.topology import csr_of_keys, evolve_csr, row_of_each, score_bits, serial_below
+from ..sparse.topology import csr_of_keys, evolve_csr, row_of_each, score_bits
 from ..utils import check_random_state
 from .optim_state import remap_state
 from .rules import GradientGrow, MagnitudeDrop, RandomGrow
@@ -61,14 +61,9 @@ class TopologyAlgorithm:
         """Evolve every SparseLinear in ``model``; returns one dict of counts per layer."""
         rng = check_random_state(rng)
         fraction = self.schedule.fraction(epoch, step)
-        layers = [m for m in model.modules() if isinstance(m, SparseLinear)]
         info = []
-        # a small network's update runs on one thread throughout: one switch of the thread count,
-        # not one around every kernel (each costs microseconds, and a small layer's whole update
-        # is a few hundred)
-        with serial_below(sum(layer.nnz for layer in layers)):
-            for index, layer in enumerate(layers):
-                info.append(self.update_layer(layer, fraction, optimizer, rng, _LayerContext(context, index), index))
+        for index, layer in enumerate(m for m in model.modules() if isinstance(m, SparseLinear)):
+            info.append(self.update_layer(layer, fraction, optimizer, rng, _LayerContext(context, index), index))
         return info
 
     def update_layer(self, layer: SparseLinear, fraction: float, optimizer, rng, context, index: int = 0) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 
 import numba as nb
 import numpy as np
@@ -374,28 +373,17 @@ def _union_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 EVOLVE_PARALLEL_MIN = int(os.environ.get("DUALSPARSE_EVOLVE_PARALLEL_MIN", 1 << 19))
 
 
-_SERIAL = threading.local()  # .on: an enclosing serial_below already runs this thread serially
-
-
 @contextlib.contextmanager
 def serial_below(work: int, threshold: int | None = None):
     """Run the enclosed Numba kernels on one thread when ``work`` is under ``threshold``
-    (default :data:`EVOLVE_PARALLEL_MIN`). Results do not depend on the thread count.
-
-    Nested inside one that switched to a single thread, it does nothing (asking Numba for its
-    thread count costs microseconds, and a small layer's update makes dozens of such calls)."""
-    if getattr(_SERIAL, "on", False):
-        yield
-        return
+    (default :data:`EVOLVE_PARALLEL_MIN`). Results do not depend on the thread count."""
     threshold = EVOLVE_PARALLEL_MIN if threshold is None else threshold
     n = nb.get_num_threads()
     if n > 1 and work < threshold:
         nb.set_num_threads(1)
-        _SERIAL.on = True
         try:
             yield
         finally:
-            _SERIAL.on = False
             nb.set_num_threads(n)
     else:
         yield
