@@ -127,8 +127,8 @@ def train_epoch(
     than ``walk_below`` x rows x features stored values is walked, a denser one scattered. ``zs[l]``,
     ``acts[l]``, ``grads[l]`` are (units x batch) buffers; ``acts`` has one per hidden layer (the
     last entry is unused); ``gvs[l]`` (nnz) and ``gbs[l]`` (units) take the value and bias
-    gradients of a step before the update pass. ``step0`` is the number of optimiser steps taken before this call
-    (Adam's bias correction). Targets: ``y_int`` (class per row) for cross-entropy, ``y_real``
+    gradients of a step before the update pass. ``step0`` is the number of optimiser steps taken
+    before this call (Adam's bias correction). Targets: ``y_int`` (class per row) for cross-entropy, ``y_real``
     (rows x outputs) for squared error. When ``outputs`` has rows, each row's network output
     (logits / predictions, before the update of its batch) is written to ``outputs[position in
     order]`` and each batch's mean loss to ``batch_losses`` (for callbacks that read them).

@@ -192,7 +192,7 @@ class CompiledEpoch:
             if buf is None:
                 # torch: buf = d on the first step; a zero buffer gives momentum * 0 + d == d
                 buf = state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format).detach()
-            return (_checked(buf, param), _EMPTY_F, 0) if _usable(buf, param) else None
+            return (_array(buf), _EMPTY_F, 0) if _usable(buf, param) else None
         if not state:
             state["step"] = torch.tensor(0.0, dtype=torch.float32)
             state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
@@ -200,7 +200,7 @@ class CompiledEpoch:
         m, v, step = state.get("exp_avg"), state.get("exp_avg_sq"), state.get("step")
         if m is None or v is None or step is None or not (_usable(m, param) and _usable(v, param)):
             return None
-        return _checked(m, param), _checked(v, param), int(float(step))
+        return _array(m), _array(v), int(float(step))
 
     def _arrays(self):
         """The kernel's per-layer tuples, read afresh (topology updates replace tensors)."""
@@ -273,5 +273,6 @@ def _usable(state: torch.Tensor, param: torch.Tensor) -> bool:
             and state.is_contiguous())
 
 
-def _checked(state: torch.Tensor, param: torch.Tensor) -> np.ndarray:
+def _array(state: torch.Tensor) -> np.ndarray:
+    """The state tensor's memory as an array the kernel updates in place (torch sees the update)."""
     return state.detach().numpy()
