@@ -123,13 +123,13 @@ def train_epoch(
 
     ``X`` (rows x features, float32) is read when ``sparse_input`` is False, else the CSR arrays
     ``x_ptr, x_idx, x_val`` (sorted columns) and the first layer's CSC pattern ``csc_ptr,
-    csc_row, csc_perm``; a batch with fewer
-    than ``walk_below`` x rows x features stored values is walked, a denser one scattered. ``zs[l]``,
-    ``acts[l]``, ``grads[l]`` are (units x batch) buffers; ``acts`` has one per hidden layer (the
-    last entry is unused); ``gvs[l]`` (nnz) and ``gbs[l]`` (units) take the value and bias
-    gradients of a step before the update pass. ``step0`` is the number of optimiser steps taken
-    before this call (Adam's bias correction). Targets: ``y_int`` (class per row) for cross-entropy, ``y_real``
-    (rows x outputs) for squared error. When ``outputs`` has rows, each row's network output
+    csc_row, csc_perm``; a batch with fewer than ``walk_below`` x rows x features stored values
+    is walked, a denser one scattered. ``zs[l]``, ``acts[l]``, ``grads[l]`` are (units x batch)
+    buffers; ``acts`` has one per hidden layer (the last entry is unused); ``gvs[l]`` (nnz) and
+    ``gbs[l]`` (units) take the value and bias gradients of a step before the update pass.
+    ``step0`` is the number of optimiser steps taken before this call (Adam's bias correction).
+    Targets: ``y_int`` (class per row) for cross-entropy, ``y_real`` (rows x outputs) for
+    squared error. When ``outputs`` has rows, each row's network output
     (logits / predictions, before the update of its batch) is written to ``outputs[position in
     order]`` and each batch's mean loss to ``batch_losses`` (for callbacks that read them).
     """

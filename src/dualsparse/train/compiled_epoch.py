@@ -106,7 +106,6 @@ class CompiledEpoch:
     """``run(order) -> summed loss`` trains on rows ``order`` of X in batches (see the module doc)."""
 
     def __init__(self, est, X, y, layers, acts, loss_kind, opt_kind):
-        self.est = est
         self.layers = layers
         self.optimizer = est.optimizer_
         self.opt_kind = opt_kind
@@ -166,7 +165,7 @@ class CompiledEpoch:
         for layer in layers:
             if type(layer) is not SparseLinear or layer.backend not in ("auto", "numba") or layer.bias is None:
                 return None
-            if layer.in_features >= 2**31 or layer.col_idx.dtype != torch.int32:
+            if layer.col_idx.dtype != torch.int32:  # int32 columns: under 2**31 inputs
                 return None
             for p in (layer.values, layer.bias):
                 if p.dtype != torch.float32 or p.device.type != "cpu" or not p.requires_grad:
@@ -230,8 +229,9 @@ class CompiledEpoch:
 
         Returns the summed per-row loss, or None if the model no longer fits this path (the
         caller steps instead); ``first_products`` is then the first layer's products on sparse
-        input by the FLOP convention (None for dense input). With ``record``: ``(loss, outputs, batch_losses)``, the network's
-        output for every row of ``order`` (as its batch met it) and each batch's mean loss.
+        input by the FLOP convention (None for dense input). With ``record``: ``(loss, outputs,
+        batch_losses)``, the network's output for every row of ``order`` (as its batch met it)
+        and each batch's mean loss.
         """
         arrays = self._arrays()
         if arrays is None:

@@ -44,11 +44,8 @@ class FlopCounter:
         count is a sum over the rows, so it does not depend on how they were batched.
         ``first_products``: the first layer's products on sparse input, where the caller has
         counted them (the compiled epoch does, as it walks the stored values)."""
-        first = next(iter(linear_layers(self.model)), None)
-        if first_products is None and sp.issparse(X) and isinstance(first, SparseLinear):
-            deg = np.diff(first.csc()[0].cpu().numpy())
-            first_products = sparse_input_products(deg, X[rows].indices)
-        self._count(None, len(rows), first_products=first_products)
+        cols = X[rows].indices if first_products is None and sp.issparse(X) else None
+        self._count(cols, len(rows), first_products=first_products)
 
     def _count(self, stored_cols, batch: int, first_products=None) -> None:
         for i, layer in enumerate(linear_layers(self.model)):
