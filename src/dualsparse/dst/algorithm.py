@@ -32,6 +32,7 @@ class TopologyAlgorithm:
     """
 
     name = "custom"
+    display_name = None  # what reports print; the name when None
     sparse = True
 
     def __init__(self, drop=None, grow=None, schedule: Schedule | None = None, grow_init: str = "zero"):
@@ -129,6 +130,7 @@ class SET(TopologyAlgorithm):
     """Sparse Evolutionary Training (Mocanu et al. 2018): magnitude drop, random growth, each epoch."""
 
     name = "set"
+    display_name = "SET MLP"
 
     def __init__(self, zeta: float = 0.3, every="epoch", grow_init: str = "zero"):
         super().__init__(MagnitudeDrop(), RandomGrow(), Schedule(zeta, every), grow_init)
@@ -138,6 +140,7 @@ class RigL(TopologyAlgorithm):
     """RigL (Evci et al. 2020): magnitude drop, growth by gradient magnitude, cosine-decayed fraction."""
 
     name = "rigl"
+    display_name = "RigL MLP"
 
     def __init__(self, zeta: float = 0.3, every=100, end: int | None = None, grow_init: str = "zero"):
         super().__init__(MagnitudeDrop(), GradientGrow(), Schedule(zeta, every, "cosine" if end else "constant", end), grow_init)
@@ -147,6 +150,7 @@ class Static(TopologyAlgorithm):
     """A sparse network whose random topology never changes (the control for SET)."""
 
     name = "static"
+    display_name = "static sparse MLP"
 
     def __init__(self):
         super().__init__(schedule=Schedule(0.0))
@@ -156,4 +160,5 @@ class Dense(Static):
     """Fully connected layers trained through the same loop, for fair comparisons."""
 
     name = "dense"
+    display_name = "dense MLP"
     sparse = False

@@ -86,6 +86,7 @@ class ObservedSET(TopologyAlgorithm):
     """SET whose input layer prefers observed inputs (``"set-observed"``)."""
 
     name = "set-observed"
+    display_name = "SET MLP (observed-aware input layer)"
 
     def __init__(self, zeta: float = 0.3, every="epoch", grow_power: float = 1.0, drop_power: float = 0.5,
                  grow_init: str = "zero"):

@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..dst import make_algorithm
+from ..dst import algorithm_info, make_algorithm
 from ..dst.capture import LayerIOCapture
 from ..sparse import SparseLinear
 from ..sparse.density import DEFAULT_EPSILON, DISTRIBUTIONS, DensityWarning, sparse_epsilon_limit
@@ -570,7 +570,8 @@ def _warn_if_fully_connected(est):
 
 
 def _make_algorithm(algorithm, zeta):
-    if isinstance(algorithm, str) and algorithm.lower() in ("set", "rigl", "set-observed"):
+    """The estimator's ``zeta`` reaches every registered algorithm whose constructor takes it."""
+    if isinstance(algorithm, str) and algorithm_info(algorithm).accepts("zeta"):
         return make_algorithm(algorithm, zeta=zeta)
     return make_algorithm(algorithm)
 
