@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..sparse import SparseLinear
+from ..sparse import SparseLinear, small_swap
 from ..sparse.topology import csr_of_keys, evolve_csr, row_of_each, score_bits
 from ..utils import check_random_state
-from .optim_state import remap_state
+from .optim_state import remap_state, remap_state_in_place
 from .rules import GradientGrow, MagnitudeDrop, RandomGrow
 from .schedule import Schedule
 
@@ -80,6 +80,10 @@ class TopologyAlgorithm:
         n_swap = min(int(round(fraction * nnz)), nnz - 1, n_free)
         if n_swap <= 0:
             return {"layer": index, "nnz": nnz, "dropped": 0, "grown": 0}
+        if self._swaps_small(layer, n_free + nnz):
+            old_position = self._random_swap_small(layer, n_swap, rng)
+            remap_state_in_place(optimizer, layer.values, old_position)
+            return {"layer": index, "nnz": layer.nnz, "dropped": n_swap, "grown": n_swap}
         bits, absolute = self.drop_bits(layer, context)
         g_ptr, g_col = self.grow_csr(layer, n_swap, rng, context)
         values = layer.values.detach()
@@ -96,6 +100,22 @@ class TopologyAlgorithm:
         layer.replace_pattern(row_ptr, col_idx, torch.from_numpy(values))
         remap_state(optimizer, old_param, layer.values, old_position)
         return {"layer": index, "nnz": layer.nnz, "dropped": n_swap, "grown": n_swap}
+
+    def _swaps_small(self, layer: SparseLinear, n_positions: int) -> bool:
+        """Plain magnitude drop, uniform growth at zero, a small CPU layer: SET's update, done by
+        :func:`~dualsparse.sparse.small_swap.random_swap_small` (same draws, same result)."""
+        cls = type(self)
+        return (type(self.drop) is MagnitudeDrop and type(self.grow) is RandomGrow and self.grow_init == "zero"
+                and cls.drop_scores is TopologyAlgorithm.drop_scores and cls.grow_csr is TopologyAlgorithm.grow_csr
+                and layer.values.device.type == "cpu" and layer.values.dtype in (torch.float32, torch.float64)
+                and small_swap.applies(layer.nnz, n_positions))
+
+    @staticmethod
+    def _random_swap_small(layer: SparseLinear, n_swap: int, rng) -> np.ndarray:
+        row_ptr, col_idx, values, old_position = small_swap.random_swap_small(
+            layer.row_ptr.numpy(), layer.col_idx.numpy(), layer.values.detach().numpy(), layer.in_features, n_swap, rng)
+        layer.replace_pattern(row_ptr, col_idx, values)
+        return old_position
 
     def drop_scores(self, layer, context) -> np.ndarray:
         return self.drop.scores(layer, context)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..sparse.small_swap import remap_into
 from ..sparse.topology import take_or_zero
 
 
@@ -38,6 +39,23 @@ def remap_state(optimizer, old_param, new_param, old_position: np.ndarray) -> No
         else:
             new_state[key] = value
     optimizer.state[new_param] = new_state
+
+
+def remap_state_in_place(optimizer, param, old_position: np.ndarray) -> None:
+    """:func:`remap_state` for a swap that kept ``param`` and its size: the per-weight state
+    tensors are reordered in their own storage (small layers: no new tensors, no thread pool)."""
+    if optimizer is None:
+        return
+    state = optimizer.state.get(param)
+    if not state:
+        return
+    n = param.shape[0]
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.dim() == 1 and value.shape[0] == n:
+            if value.device.type == "cpu" and value.is_contiguous() and value.dtype in (torch.float32, torch.float64):
+                remap_into(value.numpy(), old_position)
+            else:
+                state[key] = _take_or_zero(value, old_position)
 
 
 def _take_or_zero(value: torch.Tensor, old_position: np.ndarray) -> torch.Tensor:

@@ -204,9 +204,10 @@ class SparseLinear(nn.Module):
         if values.shape != self.values.shape or col_idx.shape[0] != values.shape[0] or row_ptr.shape[0] != self.out_features + 1:
             raise ValueError("replace_pattern needs a pattern of the same shape and nnz")
         device = self.row_ptr.device
-        self.row_ptr = torch.from_numpy(np.ascontiguousarray(row_ptr, dtype=np.int64)).to(device)
+        # straight into the buffer table: nn.Module.__setattr__ costs more than the rest on small layers
+        self._buffers["row_ptr"] = torch.from_numpy(np.ascontiguousarray(row_ptr, dtype=np.int64)).to(device)
         col_idx = torch.from_numpy(np.ascontiguousarray(col_idx))
-        self.col_idx = col_idx.to(_index_dtype(self.in_features)).to(device)
+        self._buffers["col_idx"] = col_idx.to(device, _index_dtype(self.in_features))
         values = values.to(self.values.device, self.values.dtype)
         if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64) and self.values.is_contiguous():
             np.copyto(self.values.detach().numpy(), values.numpy())  # one memcpy, no thread pool

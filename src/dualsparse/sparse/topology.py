@@ -519,6 +519,44 @@ def drops_per_row(row_ptr: np.ndarray, bits: np.ndarray, absolute: bool, t: int,
     return below_row + tie_drop, tie_drop
 
 
+@nb.njit(inline="always")
+def _accept_row(i, ptr, expo, n_in, row_ptr, col_idx, ch_ptr, ch_col, cand):
+    """Row ``i`` of :func:`_accept_rows`: its accepted columns go to ``cand[ptr[i]:]``; returns how many."""
+    a = ptr[i]
+    b = ptr[i + 1]
+    if a == b:
+        return 0
+    e0 = a + i
+    total = 0.0
+    for k in range(b - a + 1):
+        total += expo[e0 + k]
+    scale = n_in / total
+    p = row_ptr[i]
+    p1 = row_ptr[i + 1]
+    q = ch_ptr[i]
+    q1 = ch_ptr[i + 1]
+    w = a
+    last = -1
+    s = 0.0
+    for k in range(b - a):
+        s += expo[e0 + k]
+        v = min(np.int64(s * scale), n_in - 1)
+        if v == last:
+            continue
+        last = v
+        while p < p1 and col_idx[p] < v:
+            p += 1
+        if p < p1 and col_idx[p] == v:
+            continue
+        while q < q1 and ch_col[q] < v:
+            q += 1
+        if q < q1 and ch_col[q] == v:
+            continue
+        cand[w] = v
+        w += 1
+    return w - a
+
+
 @nb.njit(parallel=True, **_JIT)
 def _accept_rows(ptr, expo, n_in, row_ptr, col_idx, ch_ptr, ch_col, col_dtype_example, n_chunks):
     """Draw, per row, ``ptr[i+1] - ptr[i]`` iid uniform columns already in ascending order and keep
@@ -537,39 +575,7 @@ def _accept_rows(ptr, expo, n_in, row_ptr, col_idx, ch_ptr, ch_col, col_dtype_ex
         i0 = n_out * c // n_chunks
         i1 = n_out * (c + 1) // n_chunks
         for i in range(i0, i1):
-            a = ptr[i]
-            b = ptr[i + 1]
-            if a == b:
-                continue
-            e0 = a + i
-            total = 0.0
-            for k in range(b - a + 1):
-                total += expo[e0 + k]
-            scale = n_in / total
-            p = row_ptr[i]
-            p1 = row_ptr[i + 1]
-            q = ch_ptr[i]
-            q1 = ch_ptr[i + 1]
-            w = a
-            last = -1
-            s = 0.0
-            for k in range(b - a):
-                s += expo[e0 + k]
-                v = min(np.int64(s * scale), n_in - 1)
-                if v == last:
-                    continue
-                last = v
-                while p < p1 and col_idx[p] < v:
-                    p += 1
-                if p < p1 and col_idx[p] == v:
-                    continue
-                while q < q1 and ch_col[q] < v:
-                    q += 1
-                if q < q1 and ch_col[q] == v:
-                    continue
-                cand[w] = v
-                w += 1
-            acc[i] = w - a
+            acc[i] = _accept_row(i, ptr, expo, n_in, row_ptr, col_idx, ch_ptr, ch_col, cand)
     out_ptr = np.zeros(n_out + 1, dtype=np.int64)
     for i in range(n_out):
         out_ptr[i + 1] = out_ptr[i] + acc[i]
@@ -691,6 +697,37 @@ def _sample_absent_csr(row_ptr: np.ndarray, col_idx: np.ndarray, n_in: int, n: i
             ch_ptr, ch_col = _union_rows(ch_ptr, ch_col, a_ptr, a_col)
 
 
+@nb.njit(inline="always")
+def _merge_row(i, row_ptr, col_idx, values, bits, sign, full, absolute, t, tie_drop, new_ptr,
+               g_ptr, g_col, g_values, out_col, out_values, old_pos):
+    """Row ``i`` of :func:`_merge_evolved`."""
+    w = new_ptr[i]
+    w1 = new_ptr[i + 1]
+    ties_left = tie_drop[i]
+    k = row_ptr[i]
+    k1 = row_ptr[i + 1]
+    g1 = g_ptr[i + 1]
+    for j in range(g_ptr[i], g1 + 1):
+        last = j == g1
+        gc = g_col[min(j, g1 - 1)] if not last else 0
+        while k < k1 and (last or col_idx[k] < gc):
+            key = _okey(bits[k], sign, full, absolute)
+            tie = key == t
+            drop = (key < t) | (tie & (ties_left > 0))
+            ties_left -= 1 if (tie & (ties_left > 0)) else 0
+            if w < w1:  # a dropped last connection must not write into the next row
+                out_col[w] = col_idx[k]
+                out_values[w] = values[k]
+                old_pos[w] = k
+            w += 0 if drop else 1
+            k += 1
+        if not last:
+            out_col[w] = gc
+            out_values[w] = g_values[j]
+            old_pos[w] = -1
+            w += 1
+
+
 @nb.njit(parallel=True, **_JIT)
 def _merge_evolved(row_ptr, col_idx, values, bits, sign, full, absolute, t, tie_drop, new_ptr,
                    g_ptr, g_col, g_values, out_col, out_values, old_pos, n_chunks):
@@ -702,31 +739,8 @@ def _merge_evolved(row_ptr, col_idx, values, bits, sign, full, absolute, t, tie_
         i0 = n_out * c // n_chunks
         i1 = n_out * (c + 1) // n_chunks
         for i in range(i0, i1):
-            w = new_ptr[i]
-            w1 = new_ptr[i + 1]
-            ties_left = tie_drop[i]
-            k = row_ptr[i]
-            k1 = row_ptr[i + 1]
-            g1 = g_ptr[i + 1]
-            for j in range(g_ptr[i], g1 + 1):
-                last = j == g1
-                gc = g_col[min(j, g1 - 1)] if not last else 0
-                while k < k1 and (last or col_idx[k] < gc):
-                    key = _okey(bits[k], sign, full, absolute)
-                    tie = key == t
-                    drop = (key < t) | (tie & (ties_left > 0))
-                    ties_left -= 1 if (tie & (ties_left > 0)) else 0
-                    if w < w1:  # a dropped last connection must not write into the next row
-                        out_col[w] = col_idx[k]
-                        out_values[w] = values[k]
-                        old_pos[w] = k
-                    w += 0 if drop else 1
-                    k += 1
-                if not last:
-                    out_col[w] = gc
-                    out_values[w] = g_values[j]
-                    old_pos[w] = -1
-                    w += 1
+            _merge_row(i, row_ptr, col_idx, values, bits, sign, full, absolute, t, tie_drop, new_ptr,
+                       g_ptr, g_col, g_values, out_col, out_values, old_pos)
 
 
 def evolve_csr(row_ptr, col_idx, values, bits, absolute: bool, n_drop: int, g_ptr, g_col, g_values):
