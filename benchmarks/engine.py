@@ -12,6 +12,9 @@ What is measured (one fresh subprocess per configuration, so peak memory is attr
   forward + cross-entropy + backward ("fwd+bwd", the figure SparseProp reports), and, timed
   separately, ``torch.optim.SGD(momentum=0.9).step()`` ("+SGD");
 * time per epoch: median over ``--epochs`` epochs after one warm-up epoch;
+* ``--repeats`` R: the subprocesses run R times, interleaved (dense, ours, SparseProp for every
+  configuration, then again), so slow phases of a shared machine hit all of them alike; times are
+  the median over repetitions and each ratio is the median (min-max) of the per-repetition ratios;
 * memory: peak RSS of the subprocess (``ru_maxrss``) and its growth over the RSS measured after the
   imports and the synthetic data, before the model is built ("model+training" memory).
 
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 from _memory import peak_rss_mb, rss_mb
 
 HERE = os.path.abspath(__file__)
@@ -182,6 +186,7 @@ def main():
     p.add_argument("--samples", type=int, default=2560, help="samples per epoch")
     p.add_argument("--epochs", type=int, default=5, help="timed epochs (median reported)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repetitions of every subprocess")
     p.add_argument("--no-sparseprop", action="store_true")
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -208,47 +213,60 @@ def main():
         f"{args.samples // args.batch} steps/epoch, {args.threads} threads, median of {args.epochs} epochs"
     )
     results = []
-    dense = {}
-    for xd in input_densities:
-        dense[xd] = run_one(args, "dense", 1.0, xd)
-        results.append(dense[xd])
-    rows = []
-    for xd in input_densities:
-        for d in densities:
-            ours = run_one(args, "ours", d, xd)
-            sp = run_one(args, "sparseprop", d, xd) if have_sp else None
-            results += [ours, sp]
-            rows.append((d, xd, dense[xd], ours, sp))
+    runs = {}  # (impl, density, input density) -> one result per repetition
+    for _ in range(max(1, args.repeats)):
+        for xd in input_densities:
+            runs.setdefault(("dense", 1.0, xd), []).append(run_one(args, "dense", 1.0, xd))
+            for d in densities:
+                runs.setdefault(("ours", d, xd), []).append(run_one(args, "ours", d, xd))
+                if have_sp:
+                    runs.setdefault(("sparseprop", d, xd), []).append(run_one(args, "sparseprop", d, xd))
+    for reps in runs.values():
+        results += reps
+    rows = [(d, xd, runs[("dense", 1.0, xd)], runs[("ours", d, xd)], runs.get(("sparseprop", d, xd), []))
+            for xd in input_densities for d in densities]
 
-    def ms(r, key="fb_s"):
-        return f"{1e3 * r[key]:9.1f}" if r else f"{'-':>9}"
+    def median(reps, key):
+        vals = [r[key] for r in reps if r]
+        return float(np.median(vals)) if vals else None
 
-    def ratio(a, b, key="fb_s"):
-        return f"{a[key] / b[key]:7.1f}x" if a and b else f"{'-':>8}"
+    def ms(reps, key="fb_s"):
+        v = median(reps, key)
+        return f"{1e3 * v:9.1f}" if v is not None else f"{'-':>9}"
 
-    def mem(r):
+    def ratio(num, den, key="fb_s"):
+        """Median (min-max) of per-repetition ratios num / den."""
+        pairs = [a[key] / b[key] for a, b in zip(num, den) if a and b]
+        if not pairs:
+            return f"{'-':>16}"
+        return f"{np.median(pairs):5.1f}x ({min(pairs):.1f}-{max(pairs):.1f})".rjust(16)
+
+    def mem(reps):
+        r = next((r for r in reps if r), None)
         return f"{r['peak_mb']:6.0f} ({r['delta_mb']:+5.0f}) {r['state_mb']:6.1f}" if r else f"{'-':>21}"
 
     print()
-    print("time per epoch in ms (fwd+bwd; '+SGD' adds optimizer.step()); ratio = dense / other")
+    print("time per epoch in ms, median over repetitions (fwd+bwd; '+SGD' adds optimizer.step()); "
+          "ratio = dense / other, median (min-max) over repetitions")
     print(
-        f"{'w.dens':>7} {'x.dens':>6} | {'dense':>9} {'ours':>9} {'ratio':>8} | {'dense+SGD':>9} {'ours+SGD':>9} {'ratio':>8}"
-        f" | {'SparseProp':>10} {'ratio':>8} | {'ours/SP':>7}"
+        f"{'w.dens':>7} {'x.dens':>6} | {'dense':>9} {'ours':>9} {'ratio':>16} | {'dense+SGD':>9} {'ours+SGD':>9} "
+        f"{'ratio':>16} | {'SparseProp':>10} {'ratio':>16} | {'SP/ours':>16}"
     )
     for d, xd, dn, ou, sp in rows:
-        sp_vs = f"{sp['fb_s'] / ou['fb_s']:6.2f}x" if sp and ou else f"{'-':>7}"
         print(
             f"{d:7.3%} {xd:6.0%} | {ms(dn)} {ms(ou)} {ratio(dn, ou)} | {ms(dn, 'total_s')} {ms(ou, 'total_s')}"
-            f" {ratio(dn, ou, 'total_s')} | {ms(sp):>10} {ratio(dn, sp)} | {sp_vs}"
+            f" {ratio(dn, ou, 'total_s')} | {ms(sp):>10} {ratio(dn, sp)} | {ratio(sp, ou)}"
         )
     print()
     print("memory in MB: peak RSS (its growth over the RSS before the model was built) and the training")
     print("state held (parameters + gradients + optimiser moments + index buffers + cached CSC)")
     print(f"{'w.dens':>7} {'x.dens':>6} | {'dense':>21} {'ours':>21} {'SparseProp':>21} | {'params ours':>12} {'params dense':>12}")
     for d, xd, dn, ou, sp in rows:
+        o = next((r for r in ou if r), None)
+        n = next((r for r in dn if r), None)
         print(
-            f"{d:7.3%} {xd:6.0%} | {mem(dn)} {mem(ou)} {mem(sp)} | {ou['params'] if ou else '-':>12} "
-            f"{dn['params'] if dn else '-':>12}"
+            f"{d:7.3%} {xd:6.0%} | {mem(dn)} {mem(ou)} {mem(sp)} | {o['params'] if o else '-':>12} "
+            f"{n['params'] if n else '-':>12}"
         )
     loads = [r["load"] for r in results if r]
     print(f"\n1-minute load average during the runs: {min(loads):.1f} .. {max(loads):.1f} (machine shared => noise)")

@@ -27,11 +27,15 @@ each unit actually has (~40), SET's for the dense fan-in (3,312), i.e. with ~9x 
 SET's code also uses dropout 0.3; here it is 0 (the estimator's fused SGD step, which is what
 users of this setting run, needs dropout 0; with dropout it falls back to autograd).
 
-Reference (SET authors' SciPy/Cython code, same architecture): 0.81 s/epoch at H = 3,000
-(0.66 training + 0.13 evolution) and 8.1 s at H = 30,000 (6.3 + 1.6).
+``--reference PATH`` times the SET authors' own truly sparse code (``set_reference.py``: their
+SciPy/Cython MLP built from a local checkout the user points to) in the same run, on the same data,
+batches, epochs and thread count, interleaving one subprocess of ours and one of theirs per
+repetition; the ratio is theirs / ours per repetition (steady-state epochs: training plus
+evolution, construction excluded), reported as the median and min-max over repetitions. Without
+``--reference`` only our times are printed: a ratio needs the reference measured in the same run.
 
-    .venv/bin/python -W ignore benchmarks/scale.py --hidden 3000,30000 --epochs 5
-    .venv/bin/python -W ignore benchmarks/scale.py --hidden 600000 --epochs 2     # ~1.8 M neurons
+    .venv/bin/python -W ignore benchmarks/scale.py --hidden 3000,30000 --epochs 4 --reference ~/src/sparse-evolutionary-artificial-neural-networks
+    .venv/bin/python -W ignore benchmarks/scale.py --hidden 600000 --epochs 3     # ~1.8 M neurons
 """
 
 from __future__ import annotations
@@ -43,10 +47,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 from _memory import peak_rss_mb
 
 HERE = os.path.abspath(__file__)
-REFERENCE = {3000: (0.66, 0.13), 30000: (6.3, 1.6)}
 
 
 def lung_like(n_samples=203, n_features=3312, n_classes=5, seed=0):
@@ -147,6 +151,40 @@ def worker(args) -> dict:
     }
 
 
+def reference_worker(args) -> dict:
+    """The SET authors' code on the same data and protocol (see set_reference.py)."""
+    import numpy as np
+
+    import set_reference
+
+    module = set_reference.load(args.reference)
+    X, y = lung_like()
+    n_train = (2 * X.shape[0]) // 3
+    t0 = time.perf_counter()
+    # their weight decay is per step and outside the momentum: 0.0002 = ours (0.02) x lr (0.01)
+    times, net = set_reference.train_epochs(module, X[:n_train], y[:n_train], args.H, args.epochs + 1,
+                                            lr=args.lr, weight_decay=args.weight_decay * args.lr)
+    times = times[:-1]  # their fit does not evolve after the last epoch: drop it, keep `epochs` full ones
+    train_s = [t for t, _ in times]
+    evo_s = [e for _, e in times]
+    later = slice(1, None) if len(times) > 1 else slice(0, None)
+    return {
+        "H": args.H, "mode": "reference", "nnz": set_reference.nnz(net), "neurons": 3312 + 3 * args.H + 5,
+        "train_s": float(np.median(train_s[later])), "evo_s": float(np.median(evo_s[later])),
+        "first_train_s": train_s[0], "first_evo_s": evo_s[0], "epochs": len(times),
+        "wall_s": time.perf_counter() - t0, "peak_mb": peak_rss_mb(),
+        "test_acc": set_reference.accuracy(module, net, X[n_train:], y[n_train:]), "load": os.getloadavg()[0],
+    }
+
+
+def _run(cmd, env, what):
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        print(f"{what} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hidden", default="3000,30000", help="hidden widths H (comma separated), e.g. 3000,30000,600000")
@@ -158,13 +196,29 @@ def main():
                    help="torch SGD weight decay; 0.02 = SET's per-step 0.0002 / lr (see above)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--fused-sgd", action="store_true", help="direct mode: torch.optim.SGD(fused=True), one pass over the weights")
+    p.add_argument("--reference", metavar="PATH",
+                   help="a checkout of dcmocanu/sparse-evolutionary-artificial-neural-networks: time the SET "
+                        "authors' code in the same run (needs Cython and a C compiler)")
+    p.add_argument("--repeats", type=int, default=1, help="interleaved repetitions (ours, then theirs) per H")
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--ref-worker", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         args.H = args.worker
         print(json.dumps(worker(args)))
         return
+    if args.ref_worker:
+        args.H = args.ref_worker
+        print(json.dumps(reference_worker(args)))
+        return
+    if args.reference:
+        import set_reference
+
+        try:  # fail before any timing: the folder is checked and the kernel compiled once here
+            set_reference.build(set_reference.locate(args.reference))
+        except set_reference.ReferenceCodeError as err:
+            p.error(str(err))
     print(
         f"3312-H-H-H-5, epsilon 20, SET zeta 0.3, batch 2, SGD lr {args.lr} momentum 0.9 weight decay "
         f"{args.weight_decay}, {args.activation}, "
@@ -172,31 +226,42 @@ def main():
     )
     print(
         f"{'H':>8} {'neurons':>9} {'weights':>11} | {'train s':>8} {'evolve s':>8} {'total s':>8} | "
-        f"{'1st epoch':>9} | {'peak RSS':>9} | {'vs SET code':>11} | {'acc':>5}"
+        f"{'1st epoch':>9} | {'peak RSS':>9} | {'acc':>5} | {'SET code s':>10} {'weights':>9} {'ratio (min-max)':>20}"
     )
+    env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
     results = []
     for H in [int(h) for h in args.hidden.split(",")]:
-        cmd = [
-            sys.executable, "-W", "ignore", HERE, "--worker", str(H), "--epochs", str(args.epochs),
-            "--mode", args.mode, "--activation", args.activation, "--lr", str(args.lr), "--threads", str(args.threads),
-            "--weight-decay", str(args.weight_decay),
-        ] + (["--fused-sgd"] if args.fused_sgd else [])
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode != 0:
-            print(f"H={H} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+        common = ["--epochs", str(args.epochs), "--activation", args.activation, "--lr", str(args.lr),
+                  "--threads", str(args.threads), "--weight-decay", str(args.weight_decay)]
+        ours, theirs = [], []
+        for _ in range(max(1, args.repeats)):
+            cmd = [sys.executable, "-W", "ignore", HERE, "--worker", str(H), "--mode", args.mode, *common]
+            r = _run(cmd + (["--fused-sgd"] if args.fused_sgd else []), env, f"H={H}")
+            if r:
+                ours.append(r)
+            if args.reference:
+                ref = _run([sys.executable, "-W", "ignore", HERE, "--ref-worker", str(H), "--reference",
+                            args.reference, *common], env, f"H={H} (SET authors' code)")
+                if ref:
+                    theirs.append(ref)
+        if not ours:
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        results.append(r)
-        total = r["train_s"] + r["evo_s"]
-        ref = REFERENCE.get(H)
-        vs = f"{sum(ref) / total:10.1f}x" if ref else f"{'-':>11}"
-        print(
-            f"{H:8d} {r['neurons']:9d} {r['nnz']:11d} | {r['train_s']:8.3f} {r['evo_s']:8.3f} {total:8.3f} | "
-            f"{r['first_train_s'] + r['first_evo_s']:9.2f} | {r['peak_mb']:7.0f}MB | {vs} | {r['test_acc']:5.2f}",
-            flush=True,
-        )
+        total = [r["train_s"] + r["evo_s"] for r in ours]
+        r = ours[int(np.argsort(total)[len(total) // 2])]  # the median repetition
+        row = (f"{H:8d} {r['neurons']:9d} {r['nnz']:11d} | {r['train_s']:8.3f} {r['evo_s']:8.3f} "
+               f"{np.median(total):8.3f} | {r['first_train_s'] + r['first_evo_s']:9.2f} | {r['peak_mb']:7.0f}MB | "
+               f"{r['test_acc']:5.2f} | ")
+        if theirs:
+            ref_total = [t["train_s"] + t["evo_s"] for t in theirs]
+            ratios = [a / b for a, b in zip(ref_total, total)]
+            row += (f"{np.median(ref_total):10.3f} {int(np.median([t['nnz'] for t in theirs])):9d} "
+                    f"{np.median(ratios):7.1f}x ({min(ratios):.1f}-{max(ratios):.1f})")
+        else:
+            row += f"{'-':>10} {'-':>9} {'(needs --reference)':>20}"
+        print(row, flush=True)
+        results.append({"H": H, "ours": ours, "reference": theirs})
     if results:
-        loads = [r["load"] for r in results]
+        loads = [r["load"] for res in results for r in res["ours"] + res["reference"]]
         print(f"1-minute load average at the end of each run: {', '.join(f'{x:.1f}' for x in loads)}")
     if args.json:
         with open(args.json, "w") as f:
