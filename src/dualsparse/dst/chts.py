@@ -38,18 +38,19 @@ def _pattern(row_ptr, col_idx, n_in, keep=None) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(rows.size), (rows, np.asarray(col_idx)[keep])), shape=(n_out, n_in))
 
 
-def _ch2_weights(paths2: sp.csr_matrix, degree: np.ndarray) -> sp.csr_matrix:
+def _ch2_weights(paths2: sp.csr_matrix, degree: np.ndarray, middle: str) -> sp.csr_matrix:
     """CH2 node weight of every pair joined by length-2 paths: ``(1 + cn) / max(1, deg(v) - cn)``.
 
-    ``paths2[u, v] = cn``, the common neighbours of u and v; ``deg(v) - cn`` counts v's links
-    leaving that local community (the authors' ``elcl``), which CH2 penalises.
+    ``paths2[u, v] = cn``, the common neighbours of u and v; v is the pair's node next to the
+    candidate link's far end (``middle="col"``: the column index, ``"row"``: the row index), and
+    ``deg(v) - cn`` counts its links leaving the local community (the authors' ``elcl``), which
+    CH2 penalises.
     """
     paths2 = paths2.tocsr()
     cn = paths2.data
-    v = paths2.indices
-    out = paths2.copy()
-    out.data = (1.0 + cn) / np.maximum(1.0, degree[v] - cn)
-    return out
+    v = paths2.indices if middle == "col" else row_of_each(paths2.indptr)
+    data = (1.0 + cn) / np.maximum(1.0, degree[v] - cn)
+    return sp.csr_matrix((data, paths2.indices, paths2.indptr), shape=paths2.shape)
 
 
 class CH2L3n:
@@ -69,19 +70,19 @@ class CH2L3n:
         self.deg_out = np.asarray(self.M.sum(axis=1)).ravel()
         self.deg_in = np.asarray(self.M.sum(axis=0)).ravel()
         self.MT = self.M.T.tocsr()
-        self.S_in_T = _ch2_weights(self.MT @ self.M, self.deg_in).T.tocsr()
+        # M.T @ M is symmetric, so the transposed input-pair weights read the degree of the row
+        self.S_in_T = _ch2_weights(self.MT @ self.M, self.deg_in, middle="row")
         n_out, n_in = self.M.shape
         self.rows_per_block = max(1, int(block_elements) // max(1, n_in))
         self._whole = None
 
     def block(self, r0: int, r1: int) -> sp.csr_matrix:
-        """Scores of rows ``r0:r1`` at absent positions (present links removed), CSR, sorted."""
+        """Scores of rows ``r0:r1`` at absent positions (present links removed), CSR."""
         M_rows = self.M[r0:r1]
-        S_out = _ch2_weights(M_rows @ self.MT, self.deg_out)
+        S_out = _ch2_weights(M_rows @ self.MT, self.deg_out, middle="col")
         scores = (S_out @ self.M + M_rows @ self.S_in_T).tocsr()
         scores = scores - scores.multiply(M_rows)  # present links are not candidates
         scores.eliminate_zeros()
-        scores.sort_indices()
         return scores
 
     def blocks(self):
