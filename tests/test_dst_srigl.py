@@ -43,7 +43,10 @@ def srigl_reference(weight, mask, grad, n_swap, gamma_sal, ablate):
     fan_in[active] = k
     for i in sorted(active, key=lambda i: (-salient[i], i))[:extra]:
         fan_in[i] += 1
-    kept = kept.reshape(n_out, n_in) & ~ablated[:, None]
+    live_active = live[~ablated[live // n_in]]  # the n_keep largest |w| among the active units stay
+    kept = np.zeros(mask.size, dtype=bool)
+    kept[live_active[np.argsort(flat_w[live_active], kind="stable")[max(0, live_active.size - (nnz - n_swap)):]]] = True
+    kept = kept.reshape(n_out, n_in)
     new = np.zeros((n_out, n_in), dtype=bool)
     for i in range(n_out):
         cols = np.flatnonzero(kept[i])
@@ -78,8 +81,9 @@ def two_layer_model(seed=0):
 def test_srigl_update_matches_the_dense_rule_with_ablation():
     model, optimizer = two_layer_model()
     first, last = model[0], model[2]
-    with torch.no_grad():  # three units whose weights and gradients are negligible: to be ablated
-        first.values[(first.row_indices() < 3)] *= 1e-4
+    with torch.no_grad():  # three units with one strong weight, the rest and their gradients negligible:
+        first.values[(first.row_indices() < 3)] *= 1e-4  # one salient weight each, to be ablated
+        first.values[first.row_ptr[:3]] = 5.0
     gen = torch.Generator().manual_seed(3)
     x0, g0 = torch.randn(8, 30, generator=gen), torch.randn(8, 20, generator=gen)
     g0[:, :3] *= 1e-4

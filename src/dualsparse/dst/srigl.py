@@ -36,9 +36,9 @@ class SRigL(TopologyAlgorithm):
     3. *Fan-in.* Each of the ``a`` active units gets ``k = N // a`` connections; the ``N - k a``
        active units with the most salient weights (ties: lower index) get ``k + 1``, so the layer
        keeps exactly ``N`` (the authors round ``N`` down to ``k a`` instead).
-    4. *Drop and grow.* A unit keeps its connections among the ``N - n`` largest |w|, at most its
-       fan-in of them (the largest; ties: the first stored lose), and grows the rest of its fan-in
-       where |dL/dw| is largest among its positions not kept (ties drawn at random).
+    4. *Drop and grow.* The ``N - n`` largest |w| of the active units are kept (ties: the first
+       stored lose), at most a unit's fan-in of them in each unit (its largest); each unit grows the
+       rest of its fan-in where |dL/dw| is largest among its positions not kept (ties at random).
 
     As in the authors' code a connection dropped and regrown in the same update keeps its value
     and optimiser state; positions new to the layer start at ``grow_init`` with zeroed state. The
@@ -87,17 +87,19 @@ class SRigL(TopologyAlgorithm):
         rows = row_of_each(row_ptr)
         magnitude = layer.values.detach().abs().cpu().numpy()
 
-        # 1. saliency: kept by magnitude (stable ties) and the n_swap largest |grad| anywhere
-        kept = np.ones(nnz, dtype=bool)
-        kept[np.argsort(magnitude, kind="stable")[:n_swap]] = False
+        # 1. saliency: the n_keep largest |w| (stable ties) and the n_swap largest |grad| anywhere
+        n_keep = nnz - n_swap
+        by_magnitude = np.argsort(magnitude, kind="stable")
+        weight_salient = np.ones(nnz, dtype=bool)
+        weight_salient[by_magnitude[:n_swap]] = False
         threshold = grads.threshold(n_swap)
-        salient = np.bincount(rows[kept], minlength=n_out).astype(np.int64)
+        salient = np.bincount(rows[weight_salient], minlength=n_out).astype(np.int64)
         live_grad_salient = np.zeros(nnz, dtype=bool)
         for r0, r1, block in grads:
             salient[r0:r1] += (block >= threshold).sum(axis=1)
             a, b = row_ptr[r0], row_ptr[r1]
             live_grad_salient[a:b] = block[rows[a:b] - r0, col_idx[a:b]] >= threshold
-        salient -= np.bincount(rows[kept & live_grad_salient], minlength=n_out)
+        salient -= np.bincount(rows[weight_salient & live_grad_salient], minlength=n_out)
 
         # 2. ablation of units with too few salient weights (never the output layer)
         ablated = np.zeros(n_out, dtype=bool)
@@ -117,8 +119,11 @@ class SRigL(TopologyAlgorithm):
         by_salience = active[np.argsort(-salient[active], kind="stable")]
         fan_in[by_salience[:extra]] += 1
 
-        # 4. keep at most fan_in[i] of unit i's kept weights (the largest), grow the rest by |grad|
-        kept &= ~ablated[rows]
+        # 4. keep the n_keep largest |w| of the active units, at most fan_in[i] in unit i (the
+        # largest), grow the rest of each fan-in by |grad|
+        by_magnitude = by_magnitude[~ablated[rows[by_magnitude]]]  # still ascending, stable
+        kept = np.zeros(nnz, dtype=bool)
+        kept[by_magnitude[max(0, by_magnitude.size - n_keep):]] = True
         kept = _cap_per_row(kept, rows, magnitude, fan_in)
         need = fan_in - np.bincount(rows[kept], minlength=n_out)
         grown = []
