@@ -80,8 +80,10 @@ class SampledGradientGrow:
     The sample holds ``max(n, subset_fraction * nnz)`` positions (all absent ones if fewer), drawn
     uniformly without replacement by :func:`~dualsparse.sparse.topology.sample_absent_csr`; as in the
     authors' code the sample size is a multiple of the layer's live connections (their default
-    ``--grow-subset 1.0``). Of several sampled positions with the same |gradient| at the
-    threshold, the grown ones are drawn uniformly.
+    ``--grow-subset 1.0``; they draw (row, col) pairs with replacement over all positions and
+    discard the live ones, so their effective sample is a little smaller). As there, connections
+    dropped in the same update are not candidates. Of several sampled positions with the same
+    |gradient| at the threshold, the grown ones are drawn uniformly.
     """
 
     needs_gradient = True
