@@ -61,7 +61,8 @@ class CH2L3n:
     over the length-3 paths ``u - s - v - t`` of the weight of their middle pair, from both ends
     (the authors' GPU formulation). Only pairs reachable by a length-3 path have a score, so each
     block is a sparse matrix over those candidates; ``S_in`` (in x in) is built once, ``S_out`` one
-    block of rows at a time. Memory: nnz(M.T @ M) + one block; never a dense (out x in) array.
+    block of rows at a time, and the two terms are one product ``[S_out | M] @ [M ; S_in.T]``.
+    Memory: nnz(M.T @ M) + one block; never a dense (out x in) array.
     """
 
     def __init__(self, adjacency: sp.csr_matrix, block_elements: int = 1 << 22):
@@ -71,7 +72,9 @@ class CH2L3n:
         self.deg_in = np.asarray(self.M.sum(axis=0)).ravel()
         self.MT = self.M.T.tocsr()
         # M.T @ M is symmetric, so the transposed input-pair weights read the degree of the row
-        self.S_in_T = _ch2_weights(self.MT @ self.M, self.deg_in, middle="row")
+        S_in_T = _ch2_weights(self.MT @ self.M, self.deg_in, middle="row")
+        # both terms in one product per block: [S_out | M_rows] @ [M ; S_in_T]
+        self._right = sp.vstack([self.M, S_in_T], format="csr")
         n_out, n_in = self.M.shape
         self.rows_per_block = max(1, int(block_elements) // max(1, n_in))
         self._whole = None
@@ -80,7 +83,7 @@ class CH2L3n:
         """Scores of rows ``r0:r1`` at absent positions (present links removed), CSR."""
         M_rows = self.M[r0:r1]
         S_out = _ch2_weights(M_rows @ self.MT, self.deg_out, middle="col")
-        scores = (S_out @ self.M + M_rows @ self.S_in_T).tocsr()
+        scores = (sp.hstack([S_out, M_rows], format="csr") @ self._right).tocsr()
         scores = scores - scores.multiply(M_rows)  # present links are not candidates
         scores.eliminate_zeros()
         return scores
