@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits
 
 from dualsparse import SparseMLPClassifier
 from dualsparse.dst import CHTs, algorithm_info
-from dualsparse.dst.chts import CH2L3n, ch2_l3n_scores, sample_growth, soft_keep
+from dualsparse.dst.chts import CH2L3n, _chain_removal, ch2_l3n_scores, sample_growth, soft_keep
 from dualsparse.sparse import SparseLinear
 
 
@@ -134,6 +134,23 @@ def dense_mask(layer):
     m = np.zeros(layer.out_features * layer.in_features, dtype=bool)
     m[layer.keys()] = True
     return m.reshape(layer.out_features, layer.in_features)
+
+
+def test_chain_removal_equals_the_authors_rule_on_dense_masks():
+    model, _ = three_layer_model()
+    layers = [model[0], model[2], model[4]]
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        keeps = [rng.random(l.nnz) < 0.5 for l in layers]
+        dense = []
+        for layer, keep in zip(layers, keeps):
+            d = np.zeros(layer.out_features * layer.in_features, dtype=bool)
+            d[layer.keys()[keep]] = True
+            dense.append(d.reshape(layer.out_features, layer.in_features))
+        patterns = [(l.row_ptr.numpy(), l.col_idx.numpy()) for l in layers]
+        _chain_removal(layers, patterns, keeps)
+        for layer, keep, want in zip(layers, keeps, chain_reference(None, dense)):
+            np.testing.assert_array_equal(want.ravel()[layer.keys()], keep)
 
 
 def test_chts_update_removes_by_magnitude_then_chain_and_regrows_scored_links():
