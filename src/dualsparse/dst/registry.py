@@ -14,7 +14,10 @@ import inspect
 from dataclasses import dataclass
 
 from .algorithm import SET, Dense, RigL, Static, TopologyAlgorithm
+from .chts import CHTs
+from .gse import GSE
 from .observed import ObservedSET
+from .srigl import SRigL
 
 ALGORITHMS: dict[str, type[TopologyAlgorithm]] = {}
 
@@ -117,5 +120,5 @@ def make_algorithm(name, **options) -> TopologyAlgorithm:
         raise ValueError(f"bad options for algorithm {info.name!r}: {exc}") from None
 
 
-for _cls in (Dense, Static, SET, RigL, ObservedSET):
+for _cls in (Dense, Static, SET, RigL, ObservedSET, SRigL, CHTs, GSE):
     register_algorithm(_cls)
