@@ -74,7 +74,7 @@ SOURCES = {
                "Fashion-MNIST (Zalando): 28x28 grey images (pixels 0-255) of 10 clothing classes, 7,000 each, "
                "flattened to 784 features; the 2 empty rows in the file of class 0 are dropped (70,000 rows "
                "remain); the npm package marks no split, so Dataset.test_mask is a fixed stratified 10,000-row "
-               "test set (1,000 per class) drawn with scikit-learn's train_test_split, random_state=0, "
+               "test set (one seventh: 1,000 per class) drawn with scikit-learn's train_test_split, random_state=0, "
                "leaving 60,000 training rows."),
         _orange("horse_colic", "horse-colic.tab",
                 "Horse colic (UCI, via Orange 3.8): outcome lived/died/euthanized of 368 horses; real missing "
