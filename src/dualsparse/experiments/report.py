@@ -465,7 +465,7 @@ def _rate_gaps(summary, tol=0.005) -> list[str]:
     """Nominal rates whose realised rate differs by more than ``tol`` (e.g. MAR runs stored before the
     rate counted all cells, or data with NaN of its own at rate 0), as ``0.3 (realised 0.210)``."""
     return [_rate_label(summary, r) for r in sorted(summary["rate"].unique())
-            if abs(_realised(summary, r) - r) > tol]
+            if abs(_realised(summary, r) - r) > tol and not (r == 0 and _has_own_missing(summary))]  # real: expected
 
 
 def _metric_table(summary, metric, kind="score"):
