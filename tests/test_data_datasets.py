@@ -33,7 +33,9 @@ def is_csr(X):
 
 
 def test_list_datasets_names_every_named_set():
-    assert set(list_datasets()) == set(BUNDLED) | {"penguins", "coil20", "synthetic"}
+    from dualsparse.data.sources import real_names
+
+    assert set(list_datasets()) == set(BUNDLED) | {"penguins", "coil20", "synthetic"} | set(real_names())
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED))

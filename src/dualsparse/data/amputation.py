@@ -55,11 +55,12 @@ APPLY_TO = ("train", "both")
 # which keyword options each mechanism reads; anything else given is an error, not ignored
 _OPTIONS = {
     "mcar": set(),
-    "mar": {"drivers", "driver_fraction", "strength"},
+    "mar": {"drivers", "driver_fraction", "strength", "incomplete_drivers"},
     "mnar": {"kind", "direction", "strength", "quantile"},
 }
 _DEFAULTS = {
     "drivers": None,
+    "incomplete_drivers": False,
     "driver_fraction": 0.3,
     "strength": 2.0,
     "kind": "self-masking",
@@ -96,7 +97,10 @@ def ampute(
     **options : mechanism options
         mar: ``drivers`` (column indices, fully observed; default: round(``driver_fraction``
         (0.3) * n_features), at least one, drawn at random from the fully observed columns),
-        ``strength`` (2.0, logit slope per standard deviation of the driver score).
+        ``strength`` (2.0, logit slope per standard deviation of the driver score),
+        ``incomplete_drivers`` (False; True lets drivers have missing values of their own, as
+        in real data where no column is complete: a missing driver value counts as its mean
+        in the score, so the new missingness still depends on observed values only).
         mnar: ``kind`` ("self-masking" or "quantile"), ``direction`` ("upper" or "lower"),
         ``strength`` (2.0, self-masking only), ``quantile`` (quantile kind only: cut point in
         (0, 1); values above it ("upper") or below it ("lower") are candidates; default: the
@@ -131,7 +135,9 @@ def ampute_split(
     a float copy with an all-False mask); ``"both"`` removes them from both with the *same*
     mechanism: same amputed features, drivers and coefficients, standardised with training
     statistics. Each set meets the rate exactly on its own (a share of all its cells, as in
-    :func:`ampute`). Options as in :func:`ampute`.
+    :func:`ampute`). With ``"both"``, MAR drivers drawn at random are chosen among the columns
+    observed in both sets (real data can miss a value in a test row only). Options as in
+    :func:`ampute`.
     """
     if apply_to not in APPLY_TO:
         raise unknown_name("apply_to", apply_to, APPLY_TO)
@@ -143,8 +149,10 @@ def ampute_split(
             "they must have the same columns"
         )
     rng = check_random_state(random_state)
+    # "both": MAR drivers must be observed in the test rows too (real data can miss them there only)
+    observed_too = ~np.isnan(X_test).any(axis=0) if apply_to == "both" else None
     model = _Mechanism.fit(
-        X_train, mechanism, check_rate(rate), rng, per_feature, features, options
+        X_train, mechanism, check_rate(rate), rng, per_feature, features, options, observed_too
     )
     X_train_missing, mask_train = model.apply(X_train, rng, name="X_train")
     if apply_to == "train":
@@ -169,7 +177,7 @@ class _Mechanism:
     features_given: bool = False  # the caller restricted the amputable columns
 
     @classmethod
-    def fit(cls, X, mechanism, rate, rng, per_feature, features, options):
+    def fit(cls, X, mechanism, rate, rng, per_feature, features, options, observed_too=None):
         if mechanism not in MECHANISMS:
             raise unknown_name("mechanism", mechanism, MECHANISMS)
         extra = set(options) - _OPTIONS[mechanism]
@@ -182,7 +190,7 @@ class _Mechanism:
         model = cls(mechanism, rate, bool(per_feature), _check_columns(features, X.shape[1]), opts)
         model.features_given = model.features is not None
         if mechanism == "mar":
-            model._fit_mar(X, rng)
+            model._fit_mar(X, rng, observed_too)
         elif mechanism == "mnar":
             model._fit_mnar(X, given=set(options))
         if model.features is None:
@@ -191,9 +199,14 @@ class _Mechanism:
             raise ValueError("no feature to ampute: `features` is empty")
         return model
 
-    def _fit_mar(self, X, rng):
+    def _fit_mar(self, X, rng, observed_too=None):
         fully_observed = ~np.isnan(X).any(axis=0)
+        if self.options["incomplete_drivers"]:
+            fully_observed[:] = True  # any column may drive; its missing values count as its mean
+            observed_too = None
         drivers = self.options["drivers"]
+        if drivers is None and observed_too is not None:
+            fully_observed &= observed_too  # drawn drivers: observed in every set amputed
         if drivers is not None:
             drivers = _check_columns(drivers, X.shape[1], "drivers")
             if not fully_observed[drivers].all():
@@ -212,8 +225,8 @@ class _Mechanism:
             if n_max < 1:
                 raise ValueError(
                     "MAR needs at least one fully observed feature that is not amputed to drive "
-                    "the missingness; pass `features` (fewer amputed columns) or `drivers`, or "
-                    "use mechanism='mcar'"
+                    "the missingness; pass `features` (fewer amputed columns) or `drivers`, "
+                    "incomplete_drivers=True (data where no column is complete), or use mechanism='mcar'"
                 )
             n_drivers = min(max(1, round(fraction * X.shape[1])), n_max)
             drivers = np.sort(rng.choice(pool, size=n_drivers, replace=False))
@@ -226,7 +239,7 @@ class _Mechanism:
             )
         self.drivers = drivers
         self.center, self.scale = _mean_std(X[:, drivers])
-        z = (X[:, drivers] - self.center) / self.scale
+        z = np.nan_to_num((X[:, drivers] - self.center) / self.scale)
         coef = rng.standard_normal((drivers.size, self.features.size))
         score_std = (z @ coef).std(axis=0)
         self.coef = coef / np.where(score_std > 0, score_std, 1.0)
@@ -254,7 +267,8 @@ class _Mechanism:
         The rate counts all cells of X (``per_feature``: each amputed feature's cells); existing
         NaN count towards it, and the cells still to remove come from the amputed features.
         """
-        if self.mechanism == "mar" and np.isnan(X[:, self.drivers]).any():
+        incomplete_ok = self.mechanism == "mar" and self.options["incomplete_drivers"]
+        if self.mechanism == "mar" and not incomplete_ok and np.isnan(X[:, self.drivers]).any():
             bad = self.drivers[np.isnan(X[:, self.drivers]).any(axis=0)]
             raise ValueError(
                 f"{name} has missing values in MAR driver column(s) {first(bad)}; drivers must be "
@@ -332,7 +346,7 @@ class _Mechanism:
         if self.mechanism == "mcar" or self._is_quantile():
             return np.zeros((X.shape[0], self.features.size))
         if self.mechanism == "mar":
-            z = (X[:, self.drivers] - self.center) / self.scale
+            z = np.nan_to_num((X[:, self.drivers] - self.center) / self.scale)  # missing driver: its mean
             return self.options["strength"] * (z @ self.coef)
         sign = 1.0 if self.options["direction"] == "upper" else -1.0
         z = (X[:, self.features] - self.center) / self.scale

@@ -1,7 +1,10 @@
 """Load a data set by name or from a file into one small, uniform container.
 
 Named sets: scikit-learn's bundled ``breast_cancer``, ``wine``, ``digits``, ``iris``,
-``diabetes`` (regression); ``penguins`` (palmerpenguins: real missing values); ``coil20``
+``diabetes`` (regression); the real sets of :mod:`.sources` (MNIST, Fashion-MNIST, tables with
+genuinely missing values, hiva), read from the local cache once ``dualsparse data fetch NAME`` has
+put them there (never downloaded here: an uncached one is an error giving that command);
+``penguins`` (palmerpenguins: real missing values); ``coil20``
 (COIL-20 images: ``COIL20.mat`` in ``$DUALSPARSE_DATA_DIR`` if set, else in
 ``../shared/data`` beside the repository); ``synthetic`` (see
 :func:`make_sparse_classification`). Files: CSV/TSV, Parquet, LibSVM/svmlight, MATLAB ``.mat``,
@@ -20,6 +23,10 @@ Conventions a user must know:
   missing, not turned into zeros). ``penguins`` uses ``"onehot"`` by default: island (3
   columns) and sex (2 columns, NaN where sex is unknown); year stays a numeric feature.
 * LibSVM/svmlight files give a SciPy CSR matrix: there an absent entry is 0, not missing.
+* Real sets carry what the source says about each cell: ``missing`` (the source's own missing
+  mask, feature space; the same as ``np.isnan(X)``, categorical columns included),
+  ``categorical`` (which features are one-hot columns) and, for MNIST and Fashion-MNIST,
+  ``test_mask`` (the standard / documented test rows).
 """
 
 from __future__ import annotations
@@ -35,7 +42,11 @@ import scipy.io
 import scipy.sparse as sp
 import sklearn.datasets
 
+from sklearn.model_selection import train_test_split
+
+from . import cache
 from ._validation import check_labels, non_numeric_columns, unknown_name
+from .sources import SOURCES, SUBSETS, real_names
 from .synthetic import make_sparse_classification
 
 TASKS = ("classification", "regression")
@@ -56,6 +67,10 @@ class Dataset:
     task: str  # "classification" or "regression"
     name: str
     description: str = field(default="", repr=False)
+    # what the source says (real sets; None elsewhere): missing cells, one-hot features, test rows
+    missing: np.ndarray | None = field(default=None, repr=False)
+    categorical: np.ndarray | None = field(default=None, repr=False)
+    test_mask: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -100,7 +115,8 @@ def load_dataset(name_or_path, *, target=None, task: str = "auto", **options) ->
         if fmt is None and not path.exists() and not path.suffix:
             raise ValueError(
                 f"unknown dataset {str(name_or_path)!r}: not a known name and no such file; "
-                f"known names are {list_datasets()}, or pass the path of a "
+                f"known names are {list_datasets()} (fetched into the cache by `dualsparse data "
+                f"fetch NAME`: {real_names()}), or pass the path of a "
                 f"{'/'.join(sorted(_FORMAT_OF_SUFFIX))} file"
             )
         if not path.exists():
@@ -204,6 +220,35 @@ def _load_synthetic(**options):
     )
 
 
+def _real_loader(name: str):
+    """Read a fetched set from the cache (an error giving the fetch command when absent)."""
+
+    def load() -> Dataset:
+        base, n_rows, seed = SUBSETS.get(name, (name, None, None))
+        arrays = cache.read(base)
+        X, y = arrays["X"], arrays["y"]
+        X = X.astype(np.float64) if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+        missing = np.zeros(X.shape, dtype=bool) if not sp.issparse(X) else None
+        if missing is not None:
+            cells = arrays["missing_cells"]
+            missing[cells[:, 0], cells[:, 1]] = True
+        test_mask = arrays.get("test_mask")
+        description = arrays["meta"]["description"]
+        if n_rows is not None:
+            rows = np.sort(train_test_split(np.arange(len(y)), train_size=n_rows, stratify=y,
+                                            random_state=seed)[0])
+            X, y = X[rows], y[rows]
+            missing = None if missing is None else missing[rows]
+            test_mask = None if test_mask is None else test_mask[rows]
+            description = f"{n_rows:,} rows of {base} (stratified, seed {seed}). " + description
+        return Dataset(X=X, y=y.astype(np.int64), feature_names=arrays["feature_names"].tolist(),
+                       target_names=arrays["target_names"].tolist(), task="classification", name=name,
+                       description=description, missing=missing,
+                       categorical=arrays["categorical"].astype(bool), test_mask=test_mask)
+
+    return load
+
+
 _NAMED = {
     "breast_cancer": _sklearn_loader("load_breast_cancer", "classification"),
     "wine": _sklearn_loader("load_wine", "classification"),
@@ -213,6 +258,7 @@ _NAMED = {
     "penguins": _load_penguins,
     "coil20": _load_coil20,
     "synthetic": _load_synthetic,
+    **{name: _real_loader(name) for name in [*SOURCES, *SUBSETS]},
 }
 
 

@@ -166,10 +166,17 @@ class ObservedRepresentation(TransformerMixin, BaseEstimator):
         sklearn.impute.MissingIndicator) or "all".
     dtype : float dtype of the output values.
     allow_empty_rows : accept rows with no observed value (they become empty rows).
+    binary : "standardize" (every feature as above) or "sparse": features whose observed
+        training values are all 0 or 1 (one-hot codes) are left unscaled and only their 1s are
+        stored, as ``sparse-input`` does, so a one-hot table costs one stored value per observed
+        category and a missing category is an all-zero segment: naturally sparse and genuinely
+        incomplete data (adult) meet in one CSR matrix.
 
     Attributes
     ----------
-    mean_, scale_ : (n_features,) training statistics of the observed values.
+    mean_, scale_ : (n_features,) training statistics of the observed values (0 and 1 for
+        binary features under ``binary="sparse"``).
+    binary_features_ : indices of the features stored by their 1s only (empty unless "sparse").
     observed_fraction_ : (n_features,) fraction of training rows in which each feature is
         observed.
     indicator_features_ : indices of the features that get an indicator column.
@@ -184,6 +191,7 @@ class ObservedRepresentation(TransformerMixin, BaseEstimator):
         indicator_features: str = "missing-only",
         dtype=np.float64,
         allow_empty_rows: bool = False,
+        binary: str = "standardize",
     ):
         self.standardize = standardize
         self.sparsity_normalization = sparsity_normalization
@@ -191,6 +199,7 @@ class ObservedRepresentation(TransformerMixin, BaseEstimator):
         self.indicator_features = indicator_features
         self.dtype = dtype
         self.allow_empty_rows = allow_empty_rows
+        self.binary = binary
 
     def fit(self, X, y=None):
         if self.sparsity_normalization not in (False, True, "sqrt"):
@@ -202,8 +211,13 @@ class ObservedRepresentation(TransformerMixin, BaseEstimator):
             raise unknown_name(
                 "indicator_features", self.indicator_features, ("missing-only", "all")
             )
+        if self.binary not in ("standardize", "sparse"):
+            raise unknown_name("binary", self.binary, ("standardize", "sparse"))
         X = check_missing_data(self, X, reset=True, allow_empty_rows=self.allow_empty_rows)
         self.mean_, self.scale_ = _observed_mean_scale(X, self.standardize)
+        is_binary = np.all(np.isnan(X) | (X == 0) | (X == 1), axis=0)
+        self.binary_features_ = np.flatnonzero(is_binary) if self.binary == "sparse" else np.array([], dtype=int)
+        self.mean_[self.binary_features_], self.scale_[self.binary_features_] = 0.0, 1.0
         self.observed_fraction_ = (~np.isnan(X)).mean(axis=0)
         if not self.indicator:
             self.indicator_features_ = np.array([], dtype=int)
@@ -218,6 +232,8 @@ class ObservedRepresentation(TransformerMixin, BaseEstimator):
         X = check_missing_data(self, X, reset=False, allow_empty_rows=self.allow_empty_rows)
         observed = ~np.isnan(X)
         values = (X - self.mean_) / self.scale_
+        stored = observed.copy()
+        stored[:, self.binary_features_] &= X[:, self.binary_features_] == 1  # a 0 code: absent
         if self.sparsity_normalization:
             n_observed = observed.sum(axis=1)
             factor = X.shape[1] / np.maximum(n_observed, 1)  # an empty row has nothing to scale
@@ -227,8 +243,8 @@ class ObservedRepresentation(TransformerMixin, BaseEstimator):
         if self.indicator_features_.size:
             missing = ~observed[:, self.indicator_features_]
             values = np.hstack([values, np.ones(missing.shape)])
-            observed = np.hstack([observed, missing])
-        return _csr_of_stored(values, observed, self.dtype)
+            stored = np.hstack([stored, missing])
+        return _csr_of_stored(values, stored, self.dtype)
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "observed_fraction_")

@@ -446,16 +446,26 @@ def _realised(summary, rate) -> float:
 
 
 def _rate_label(summary, rate) -> str:
-    """``0.3 (realised 0.300)``: the nominal rate and the share of all training cells missing."""
+    """``0.3 (realised 0.300)``: the nominal rate and the share of all training cells missing; on data with
+    missing values of its own (rate-0 runs miss cells) ``real`` and ``real + mcar 0.2`` instead of 0 and 0.2."""
     realised = _realised(summary, rate)
-    return f"{rate:g}" + (f" (realised {realised:.3f})" if np.isfinite(realised) else "")
+    label = f"{rate:g}"
+    if _has_own_missing(summary):
+        label = "real" if rate == 0 else f"real + {summary['mechanism'].iloc[0]} {rate:g}"
+    return label + (f" (realised {realised:.3f})" if np.isfinite(realised) else "")
+
+
+def _has_own_missing(summary) -> bool:
+    """Whether the data misses values nobody simulated: its rate-0 runs' training rows have missing cells."""
+    own = _realised(summary, 0.0)
+    return bool(np.isfinite(own) and own > 0)
 
 
 def _rate_gaps(summary, tol=0.005) -> list[str]:
     """Nominal rates whose realised rate differs by more than ``tol`` (e.g. MAR runs stored before the
     rate counted all cells, or data with NaN of its own at rate 0), as ``0.3 (realised 0.210)``."""
     return [_rate_label(summary, r) for r in sorted(summary["rate"].unique())
-            if abs(_realised(summary, r) - r) > tol]
+            if abs(_realised(summary, r) - r) > tol and not (r == 0 and _has_own_missing(summary))]  # real: expected
 
 
 def _metric_table(summary, metric, kind="score"):
@@ -827,6 +837,8 @@ def write_report(store, out_dir, experiment: str | None = None, plots: bool = Tr
         use_val = bool(g[f"val_{primary}"].notna().all())
         n_rep = g.groupby("config_id")["replicate"].nunique()
         name = f"{dataset}, {mechanism.upper() if mechanism != 'none' else 'no missingness'}" + (f" ({exp})" if multi_exp else "")
+        if _has_own_missing(summary):  # real missing values, alone or with simulated ones on top
+            name = f"{dataset}, real missing values" + (f" + {mechanism.upper()}" if mechanism != "none" else "") + (f" ({exp})" if multi_exp else "")
         head_blocks.append(("h", 3, name))
         reps = f"{n_rep.min()}" if n_rep.min() == n_rep.max() else f"{n_rep.min()}–{n_rep.max()}"
         rates = sorted(g["rate"].unique())
