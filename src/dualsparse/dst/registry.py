@@ -14,7 +14,12 @@ import inspect
 from dataclasses import dataclass
 
 from .algorithm import SET, Dense, RigL, Static, TopologyAlgorithm
+from .gmp import GMP
+from .granet import GraNet
+from .mest import MEST
 from .observed import ObservedSET
+from .snfs import SNFS
+from .snip import SNIP
 
 ALGORITHMS: dict[str, type[TopologyAlgorithm]] = {}
 
@@ -117,5 +122,5 @@ def make_algorithm(name, **options) -> TopologyAlgorithm:
         raise ValueError(f"bad options for algorithm {info.name!r}: {exc}") from None
 
 
-for _cls in (Dense, Static, SET, RigL, ObservedSET):
+for _cls in (Dense, Static, SET, RigL, ObservedSET, SNFS, MEST, GMP, GraNet, SNIP):
     register_algorithm(_cls)

@@ -193,16 +193,31 @@ class SparseLinear(nn.Module):
 
     @torch.no_grad()
     def replace_pattern(self, row_ptr: np.ndarray, col_idx: np.ndarray, values) -> None:
-        """Install a new CSR pattern of the same nnz as is (no sorting or checks: for callers that
-        built it in CSR order, e.g. :func:`dualsparse.sparse.topology.evolve_csr`).
+        """Install a new CSR pattern as is (no sorting or checks: for callers that built it in CSR
+        order, e.g. :func:`dualsparse.sparse.topology.evolve_csr`).
 
-        The values are copied into the existing ``values`` storage, so the Parameter, its identity
-        in the optimiser and any view of its data stay valid; ``row_ptr`` and ``col_idx`` become
-        new tensors (code caching views of them can tell the topology changed).
+        Same nnz: the values are copied into the existing ``values`` storage, so the Parameter,
+        its identity in the optimiser and any view of its data stay valid. Another nnz (pruning,
+        growth beyond drops): ``values`` stays the same Parameter object (the optimiser's
+        ``param_groups`` and a user's references keep working) with new storage of the new size
+        and no gradient; per-weight optimiser state must then be remapped
+        (:func:`dualsparse.dst.remap_state`). ``row_ptr`` and ``col_idx`` always become new
+        tensors (code caching views of them can tell the topology changed).
         """
         values = torch.as_tensor(values)
-        if values.shape != self.values.shape or col_idx.shape[0] != values.shape[0] or row_ptr.shape[0] != self.out_features + 1:
-            raise ValueError("replace_pattern needs a pattern of the same shape and nnz")
+        if values.dim() != 1 or col_idx.shape[0] != values.shape[0] or row_ptr.shape[0] != self.out_features + 1:
+            raise ValueError("replace_pattern needs row_ptr of out_features + 1 entries and one value per column index")
+        if int(row_ptr[-1]) != values.shape[0] or values.shape[0] < 1:
+            raise ValueError(f"row_ptr ends at {int(row_ptr[-1])} but {values.shape[0]} values were given; "
+                             "a sparse layer needs at least one connection")
+        if values.shape != self.values.shape:
+            device = self.row_ptr.device
+            self.row_ptr = torch.from_numpy(np.ascontiguousarray(row_ptr, dtype=np.int64)).to(device)
+            self.col_idx = torch.from_numpy(np.ascontiguousarray(col_idx)).to(_index_dtype(self.in_features)).to(device)
+            self.values.data = values.to(self.values.device, self.values.dtype).clone().contiguous()
+            self.values.grad = None
+            self._csc_cache = None
+            return
         device = self.row_ptr.device
         self.row_ptr = torch.from_numpy(np.ascontiguousarray(row_ptr, dtype=np.int64)).to(device)
         col_idx = torch.from_numpy(np.ascontiguousarray(col_idx))
