@@ -201,17 +201,17 @@ def test_gmp_prunes_each_layer_to_the_cubic_density_by_magnitude():
 
 # ---------------------------------------------------------------------------- GraNet
 def test_granet_global_prune_then_gradient_regrowth():
-    model, optimizer, x, y = net(density=(0.5, 0.5))
+    model, optimizer, x, y = net(density=(0.5, 0.9))
     batches = [(x, y)]
-    granet = GraNet(zeta=0.3, initial_density=0.5, final_density=[0.1, 0.1], start=0, end=4, decay="constant")
+    granet = GraNet(zeta=0.3, initial_density=[0.5, 0.9], final_density=[0.1, 0.3], start=0, end=4, decay="constant")
     cap = capture(model, batches)
     grads = dense_grads(model, batches)[0]
     before = snapshot(model, optimizer, "momentum_buffer")
     epoch = 1  # t = 2 of 4: half-way in time
     granet.update(model, optimizer, epoch=epoch, rng=0, context=cap)
-    # reference: the global cubic target, one magnitude threshold over both layers
-    d_t = 0.1 + 0.4 * (1 - 2 / 4) ** 3
-    target = round(d_t * 600) + round(d_t * 100)
+    # reference: the cubic targets' total, reached with one magnitude threshold over both layers
+    d_t = [f + (i - f) * (1 - 2 / 4) ** 3 for i, f in ((0.5, 0.1), (0.9, 0.3))]
+    target = round(d_t[0] * 600) + round(d_t[1] * 100)
     flat = np.concatenate([np.abs(b[1]) for b in before])
     layer_of = np.repeat([0, 1], [b[0].size for b in before])
     n_prune = np.bincount(layer_of[np.argsort(flat, kind="stable")[: flat.size - target]], minlength=2)
