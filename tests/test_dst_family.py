@@ -107,17 +107,23 @@ def test_resizing_drops_and_grows_different_counts(opt, key, counts):
     model, optimizer, x, y = net(opt=opt)
     before = snapshot(model, optimizer, key)
     params = [layer.values for layer in layers_of(model)]
+    stale = torch.nn.functional.cross_entropy(model(x), y)  # a graph still referenced across the update
+    stale.backward()
     info = Resize(counts).update(model, optimizer, rng=0)
     for layer, b, (n_drop, n_grow), param, d in zip(layers_of(model), before, counts, params, info):
         keys0, vals0, _ = b
         assert layer.nnz == keys0.size - n_drop + n_grow == d["nnz"]
-        assert layer.values is param  # the Parameter keeps its identity
+        # the layer's Parameter is the optimiser's (a new one when the count changed)
+        assert (layer.values is param) == (n_drop == n_grow)
+        held = [p for g in optimizer.param_groups for p in g["params"]]
+        assert any(p is layer.values for p in held) and (layer.values is param or not any(p is param for p in held))
         dropped = stable_lowest(np.abs(vals0), n_drop)
         grown = check_carried(b, layer, optimizer, key, dropped)
         assert grown.size == n_grow and not np.isin(grown, keys0).any()
         rows = np.diff(layer.row_ptr.numpy())
         assert rows.sum() == layer.nnz and np.all(np.diff(layer.keys()) > 0)
-    # training continues: a step through autograd with the optimiser as it is
+    # training continues: a step through autograd with the optimiser as it is (``stale`` alive)
+    assert stale.grad_fn is not None
     optimizer.zero_grad()
     torch.nn.functional.cross_entropy(model(x), y).backward()
     optimizer.step()

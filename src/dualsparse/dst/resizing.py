@@ -4,9 +4,9 @@
 GraNet), one-shot pruning (SNIP) and global redistribution (SNFS) decide per layer how many to
 drop and how many to grow, which may differ (``n_grow = 0`` is pure pruning). The update stays
 on the CSR arrays in a few O(nnz) passes (:func:`~dualsparse.sparse.topology.evolve_csr` handles
-any counts); the ``values`` Parameter keeps its identity with storage of the new size
-(:meth:`~dualsparse.sparse.SparseLinear.replace_pattern`), and the optimiser state of every
-surviving weight is carried while that of new weights starts at zero
+any counts); when the count changes, ``values`` becomes a new Parameter of the new size
+(:meth:`~dualsparse.sparse.SparseLinear.replace_pattern`) that takes the old one's place in the
+optimiser, with the state of every surviving weight carried and that of new weights zeroed
 (:func:`~dualsparse.dst.optim_state.remap_state`). No dense weight is formed.
 """
 
@@ -85,8 +85,9 @@ class ResizingAlgorithm(TopologyAlgorithm):
         row_ptr, col_idx, new_values, old_position = evolve_csr(
             layer.row_ptr.cpu().numpy(), layer.col_idx.cpu().numpy(), values, bits, absolute, n_drop, g_ptr, g_col, new_vals
         )
+        old_param = layer.values
         layer.replace_pattern(row_ptr, col_idx, torch.from_numpy(new_values))
-        remap_state(optimizer, layer.values, layer.values, old_position, n_old=nnz)
+        remap_state(optimizer, old_param, layer.values, old_position, n_old=nnz)
         return {"layer": index, "nnz": layer.nnz, "dropped": n_drop, "grown": n_grow}
 
     def grow_csr(self, layer, n: int, rng, context):

@@ -198,11 +198,12 @@ class SparseLinear(nn.Module):
 
         Same nnz: the values are copied into the existing ``values`` storage, so the Parameter,
         its identity in the optimiser and any view of its data stay valid. Another nnz (pruning,
-        growth beyond drops): ``values`` stays the same Parameter object (the optimiser's
-        ``param_groups`` and a user's references keep working) with new storage of the new size
-        and no gradient; per-weight optimiser state must then be remapped
-        (:func:`dualsparse.dst.remap_state`). ``row_ptr`` and ``col_idx`` always become new
-        tensors (code caching views of them can tell the topology changed).
+        growth beyond drops): ``values`` becomes a new Parameter of the new size, as in
+        :meth:`set_connections` (resizing the old one's ``.data`` would leave autograd's cached
+        gradient accumulator, kept alive by any graph still referenced, expecting the old size);
+        re-register it in the optimiser and move its state with
+        :func:`dualsparse.dst.remap_state`, which does both. ``row_ptr`` and ``col_idx`` always
+        become new tensors (code caching views of them can tell the topology changed).
         """
         values = torch.as_tensor(values)
         if values.dim() != 1 or col_idx.shape[0] != values.shape[0] or row_ptr.shape[0] != self.out_features + 1:
@@ -214,8 +215,9 @@ class SparseLinear(nn.Module):
             device = self.row_ptr.device
             self.row_ptr = torch.from_numpy(np.ascontiguousarray(row_ptr, dtype=np.int64)).to(device)
             self.col_idx = torch.from_numpy(np.ascontiguousarray(col_idx)).to(_index_dtype(self.in_features)).to(device)
-            self.values.data = values.to(self.values.device, self.values.dtype).clone().contiguous()
-            self.values.grad = None
+            requires_grad = self.values.requires_grad
+            self.values = nn.Parameter(values.to(self.values.device, self.values.dtype).clone().contiguous(),
+                                       requires_grad=requires_grad)
             self._csc_cache = None
             return
         device = self.row_ptr.device
