@@ -337,3 +337,23 @@ def test_gradient_rules_without_a_capture_name_the_fix(algorithm):
         alg.set_targets([0.2, 0.2], horizon=10)
     with pytest.raises(RuntimeError, match="LayerIOCapture"):
         alg.update(model, optimizer, epoch=0, step=100, rng=0)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_snfs_sampled_growth_covering_every_absent_position_is_the_exhaustive_rule(opt):
+    results = []
+    for candidates in (None, 1e9):
+        model, optimizer, x, y = net(density=(0.3, 0.5), opt=opt)
+        gen = torch.Generator().manual_seed(5)
+        batches = [(torch.randn(16, 30, generator=gen), torch.randint(0, 5, (16,), generator=gen)) for _ in range(3)]
+        cap = capture(model, batches)
+        SNFS(zeta=0.4, window=3, decay="constant", candidates=candidates).update(model, optimizer, rng=0, context=cap)
+        results.append([layer.keys() for layer in layers_of(model)])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    # a small sample grows only sampled positions, as many as asked
+    model, optimizer, x, y = net(density=(0.3, 0.5), opt=opt)
+    cap = capture(model, [(x, y)])
+    nnz = [layer.nnz for layer in layers_of(model)]
+    SNFS(zeta=0.4, window=1, decay="constant", candidates=2).update(model, optimizer, rng=0, context=cap)
+    assert sum(layer.nnz for layer in layers_of(model)) == sum(nnz)

@@ -59,7 +59,10 @@ def test_fits_and_is_reproducible(digits, algorithm, opt, csr):
     # every algorithm ends at the estimator's overall density (GMP/GraNet pruned by 75 % of max_epochs)
     if algorithm != "mest":
         assert d["overall"] == pytest.approx(0.2, abs=0.01)
-    assert algorithm_info(algorithm).display_name in ("SNFS MLP", "MEST MLP", "GMP MLP", "GraNet MLP", "SNIP MLP")
+    info = algorithm_info(algorithm)
+    assert info.display_name in ("SNFS MLP", "MEST MLP", "GMP MLP", "GraNet MLP", "SNIP MLP")
+    assert info.needs_momentum == (algorithm == "snfs") and info.changes_density == (algorithm != "mest")
+    assert info.needs_gradient == (algorithm != "gmp")
 
 
 @pytest.mark.parametrize("algorithm", FAMILY)

@@ -31,6 +31,8 @@ class ResizingAlgorithm(TopologyAlgorithm):
     (the first stored of equal scores go first); grown positions are all absent before the drop.
     """
 
+    changes_density = True
+
     @property
     def evolves(self) -> bool:
         return True
