@@ -226,3 +226,21 @@ def test_plain_pytorch_gmp_needs_its_targets():
         GMP(final_density=0.5).update(model, None, epoch=0)
     GMP(final_density=0.5, end=1).update(model, None, epoch=0)
     assert model[0].nnz == 40
+
+
+@pytest.mark.parametrize("algorithm", ["gmp", "snfs"])
+def test_fused_sgd_step_follows_a_layer_whose_nnz_changes(digits, algorithm):
+    """Batches of two train through the fused SGD step, which must pick up each new Parameter."""
+    X, y = digits
+    fits = []
+    for fused in (True, False):
+        est = est_for(algorithm, optimizer="sgd", learning_rate=0.02, batch_size=2, max_epochs=3,
+                      algorithm_options={"end": 2} if algorithm == "gmp" else None)
+        est._use_fused_step = fused
+        est._use_compiled_epoch = False
+        fits.append(est.fit(X[:120], y[:120]))
+    a, b = fits
+    assert a.density_["nnz"] == b.density_["nnz"]
+    for (pa, ca, va), (pb, cb, vb) in zip(weights(a), weights(b)):
+        assert torch.equal(pa, pb) and torch.equal(ca, cb)
+        torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-5)
