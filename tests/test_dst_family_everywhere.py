@@ -244,3 +244,24 @@ def test_fused_sgd_step_follows_a_layer_whose_nnz_changes(digits, algorithm):
     for (pa, ca, va), (pb, cb, vb) in zip(weights(a), weights(b)):
         assert torch.equal(pa, pb) and torch.equal(ca, cb)
         torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-5)
+
+
+def test_early_stopping_restores_the_best_epochs_structure(digits):
+    """The best epoch may have had another number of live weights than the last (GMP prunes)."""
+    X, y = digits
+    # tol=1: no epoch beats the first by that much, so the best state is epoch 0's, still dense,
+    # while two epoch-end prunes have run by the time training stops
+    est = est_for("gmp", early_stopping=True, n_iter_no_change=2, tol=1.0, max_epochs=8, validation_fraction=0.2,
+                  learning_rate=0.01, algorithm_options={"end": 6}).fit(X, y)
+    layers = [m for m in est.module_.modules() if isinstance(m, SparseLinear)]
+    assert est.n_iter_ == 3 and any("topology" in h for h in est.history_)
+    assert est.density_["layers"] == [1.0, 1.0, 1.0]
+    assert est.best_validation_score_ == est.history_[0]["validation_score"]
+    assert est.score(X, y) > 0.5
+    held = {id(p) for g in est.optimizer_.param_groups for p in g["params"]}
+    assert all(id(m.values) in held for m in layers)
+    for m in layers:
+        assert m.values.shape[0] == int(m.row_ptr[-1]) == m.col_idx.shape[0]
+        state = est.optimizer_.state.get(m.values, {})
+        assert all(v.shape == m.values.shape for v in state.values() if torch.is_tensor(v) and v.dim() == 1)
+    est.partial_fit(X, y)  # and training continues from there

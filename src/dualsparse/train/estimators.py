@@ -16,9 +16,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..dst import algorithm_info, make_algorithm
+from ..dst import algorithm_info, make_algorithm, remap_state
 from ..dst.capture import LayerIOCapture
 from ..sparse import SparseLinear
+from ..sparse.topology import row_of_each
 from ..sparse.density import DEFAULT_EPSILON, DISTRIBUTIONS, DensityWarning, layer_densities, sparse_epsilon_limit
 from ..utils import check_random_state, derive_seed
 from .callbacks import CallbackList, make_example_tracker
@@ -298,11 +299,28 @@ class _BaseSparseMLP(BaseEstimator):
                     if stall >= self.n_iter_no_change:
                         break
         if best_state is not None:
+            self._restore_structure(best_state)
             self.module_.load_state_dict(best_state)
             for layer in self.module_.modules():
                 if hasattr(layer, "_csc_cache"):
                     layer._csc_cache = None
             self.best_validation_score_ = best_score
+
+    def _restore_structure(self, state: dict) -> None:
+        """Give each sparse layer the connections it had in ``state`` (early stopping's best
+        epoch) when their number has changed since (pruning, redistribution), so the state loads;
+        the optimiser state of connections present in both is carried, that of others zeroed."""
+        for name, layer in self.module_.named_modules():
+            if not isinstance(layer, SparseLinear):
+                continue
+            values = state[f"{name}.values" if name else "values"]
+            if values.shape == layer.values.shape:
+                continue
+            prefix = f"{name}." if name else ""
+            rows = row_of_each(state[prefix + "row_ptr"].cpu().numpy())
+            old = layer.values
+            old_position = layer.set_connections(rows, state[prefix + "col_idx"].cpu().numpy(), values)
+            remap_state(self.optimizer_, old, layer.values, old_position, n_old=old.shape[0])
 
     def _update_steps(self, epoch: int, n_batches: int) -> tuple[set, set]:
         """(batches of this epoch to capture, batches after whose step the topology is updated).
