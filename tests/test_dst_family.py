@@ -357,3 +357,12 @@ def test_snfs_sampled_growth_covering_every_absent_position_is_the_exhaustive_ru
     nnz = [layer.nnz for layer in layers_of(model)]
     SNFS(zeta=0.4, window=1, decay="constant", candidates=2).update(model, optimizer, rng=0, context=cap)
     assert sum(layer.nnz for layer in layers_of(model)) == sum(nnz)
+
+
+def test_a_large_layer_built_fully_connected_holds_every_position():
+    """GMP's and SNIP's dense start: filling every position skips rejection sampling (which would
+    need ~n log n draws); small layers keep their draws (seeded results unchanged)."""
+    layer = SparseLinear(1100, 1000, density=1.0, random_state=0)
+    np.testing.assert_array_equal(layer.keys(), np.arange(1100 * 1000))
+    small = SparseLinear(30, 20, density=1.0, random_state=0)
+    np.testing.assert_array_equal(small.keys(), np.arange(600))

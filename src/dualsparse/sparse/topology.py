@@ -27,6 +27,9 @@ from .kernels import _lower_bound
 
 _JIT = dict(nogil=True, cache=True)
 _PARALLEL_MIN = 1 << 18  # below this many keys NumPy's own loops are as fast
+#: from this many positions, filling every free one skips the draws (smaller layers keep the
+#: draws they always made, so seeded results of small fully connected layers do not change)
+_FILL_DIRECT_MIN = 1 << 20
 
 
 def keys_of(rows: np.ndarray, cols: np.ndarray, n_in: int) -> np.ndarray:
@@ -62,6 +65,10 @@ def sample_absent(n_positions: int, present_sorted: np.ndarray, n: int, rng) -> 
         raise ValueError(f"cannot place {n} connections: only {n_free} positions are free")
     if n == 0:
         return np.empty(0, dtype=np.int64)
+    if n == n_free and n_positions >= _FILL_DIRECT_MIN:
+        # every free position (a layer built fully connected, e.g. GMP's or SNIP's dense start):
+        # no draw is needed, and rejection sampling would need ~n log n draws to collect them all
+        return np.setdiff1d(np.arange(n_positions, dtype=np.int64), present_sorted, assume_unique=True)
     if present_sorted.size * 2 > n_positions:
         free = np.setdiff1d(np.arange(n_positions, dtype=np.int64), present_sorted, assume_unique=True)
         return np.sort(rng.choice(free, size=n, replace=False))
