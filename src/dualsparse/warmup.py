@@ -9,7 +9,7 @@ load kernels instead of compiling them::
 
 It fits tiny models through each training path with the shapes that select the kernels'
 specialisations (1 to 4 hidden layers for whole compiled epochs; dense and CSR input; SGD and
-Adam; classifier and regressor; SET and RigL updates; the fused small-batch step; the autograd
+Adam; classifier and regressor; SET, RigL and MEST updates; the fused small-batch step; the autograd
 path; prediction).
 """
 
@@ -38,6 +38,7 @@ def warm_up(verbose: bool = True) -> float:
         (SparseMLPClassifier, Xs, y, dict()),
         (SparseMLPRegressor, X, X[:, :2], dict(optimizer="sgd", learning_rate=0.01)),
         (SparseMLPClassifier, X, y, dict(algorithm="rigl", optimizer="sgd", batch_size=4)),
+        (SparseMLPClassifier, X, y, dict(algorithm="mest")),  # sampled products of captured batches
         (SparseMLPClassifier, X, y, dict(optimizer="sgd", batch_size=2, _compiled=False)),
         (SparseMLPClassifier, X, y, dict(dropout=0.1)),
         (SparseMLPClassifier, Xs, y, dict(dropout=0.1)),

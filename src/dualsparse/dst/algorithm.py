@@ -34,6 +34,12 @@ class TopologyAlgorithm:
     name = "custom"
     display_name = None  # what reports print; the name when None
     sparse = True
+    #: batches before each update whose layer inputs and output gradients the loop captures
+    #: (when ``needs_gradient``); momentum-based growth reads several
+    capture_batches = 1
+    #: whether the loop calls ``update`` once before training, with one captured batch and no
+    #: optimiser step (one-shot pruning at initialisation, SNIP)
+    updates_at_init = False
 
     def __init__(self, drop=None, grow=None, schedule: Schedule | None = None, grow_init: str = "zero"):
         if grow_init not in ("zero", "random"):
@@ -56,6 +62,16 @@ class TopologyAlgorithm:
 
     def prepare(self, X) -> None:
         """Look at the training inputs once before training (data-aware algorithms use it)."""
+
+    def initial_densities(self, targets: list[float]) -> list[float]:
+        """Per-layer densities to build the network at, given the densities it should end at
+        (the estimator's density rule). Constant-density algorithms start where they end."""
+        return list(targets)
+
+    def set_targets(self, targets: list[float], horizon: int | None = None, steps_per_epoch: int | None = None) -> None:
+        """Told by the estimator before training: the per-layer target densities, the number of
+        epochs it plans (``max_epochs``) and of steps per epoch, for schedules whose end defaults
+        to a share of the training."""
 
     @torch.no_grad()
     def update(self, model, optimizer=None, epoch: int = 0, step: int = 0, rng=None, context=None) -> list[dict]:
@@ -144,6 +160,7 @@ class _LayerContext:
     def __init__(self, parent, layer_index: int):
         self.layer_index = layer_index
         self.layer_io = getattr(parent, "layer_io", {})
+        self.layer_windows = getattr(parent, "layer_windows", {})
 
 
 class SET(TopologyAlgorithm):

@@ -13,12 +13,14 @@ from ..sparse.small_swap import remap_into
 from ..sparse.topology import take_or_zero
 
 
-def remap_state(optimizer, old_param, new_param, old_position: np.ndarray) -> None:
+def remap_state(optimizer, old_param, new_param, old_position: np.ndarray, n_old: int | None = None) -> None:
     """Reorder per-weight state tensors of ``old_param`` to ``new_param``'s positions.
 
     ``old_position[k]`` (int32 or int64) is where new position k was stored before, or -1 (new:
-    state zeroed).
-    Scalar state (e.g. Adam's step count) is kept.
+    state zeroed); its length is the new number of weights, which may differ from the old one.
+    ``n_old``: the number of weights before the change, needed when ``old_param`` is the same
+    Parameter already resized (:meth:`SparseLinear.replace_pattern` with another nnz); by default
+    ``old_param``'s current length. Scalar state (e.g. Adam's step count) is kept.
     """
     if optimizer is None:
         return
@@ -31,7 +33,7 @@ def remap_state(optimizer, old_param, new_param, old_position: np.ndarray) -> No
     old_position = np.asarray(old_position)
     if old_position.dtype not in (np.int32, np.int64):
         old_position = old_position.astype(np.int64)
-    n_old = old_param.shape[0]
+    n_old = old_param.shape[0] if n_old is None else int(n_old)
     new_state = {}
     for key, value in state.items():
         if torch.is_tensor(value) and value.dim() == 1 and value.shape[0] == n_old:

@@ -1,7 +1,8 @@
 """Algorithms by name: what an algorithm *is* is declared once, on its class, and read from here.
 
 An algorithm class declares ``name`` (what configs and estimators call it), ``display_name``
-(what reports print), ``sparse`` (False only for the dense control) and its options — the
+(what reports print), ``sparse`` (False only for the dense control), ``needs_momentum`` and
+``changes_density`` (False unless set) and its options — the
 keyword parameters of its ``__init__``, which is the one place they are written. Whether it
 needs a captured gradient is its instances' ``needs_gradient``. Estimators, configs,
 ``--dry-run`` and reports read all of this through :func:`algorithm_info`; a user adds an
@@ -15,8 +16,13 @@ from dataclasses import dataclass
 
 from .algorithm import SET, Dense, RigL, Static, TopologyAlgorithm
 from .chts import CHTs
+from .gmp import GMP
+from .granet import GraNet
 from .gse import GSE
+from .mest import MEST
 from .observed import ObservedSET
+from .snfs import SNFS
+from .snip import SNIP
 from .srigl import SRigL
 
 ALGORITHMS: dict[str, type[TopologyAlgorithm]] = {}
@@ -34,6 +40,8 @@ class AlgorithmInfo:
     sparse: bool
     needs_gradient: bool
     summary: str  # first line of the class docstring
+    needs_momentum: bool = False  # reads the optimiser's momentum (SNFS): SGD with momentum > 0 or Adam
+    changes_density: bool = False  # layers' numbers of live weights change during training
 
     def accepts(self, option: str) -> bool:
         return option in self.options
@@ -100,6 +108,8 @@ def algorithm_info(name) -> AlgorithmInfo:
         name=str(cls.name), display_name=str(getattr(cls, "display_name", None) or cls.name), cls=cls,
         options=tuple(p.name for p in params), defaults=defaults, sparse=bool(getattr(cls, "sparse", True)),
         needs_gradient=needs_gradient, summary=doc.splitlines()[0] if doc else "",
+        needs_momentum=bool(getattr(cls, "needs_momentum", False)),
+        changes_density=bool(getattr(cls, "changes_density", False)),
     )
 
 
@@ -120,5 +130,5 @@ def make_algorithm(name, **options) -> TopologyAlgorithm:
         raise ValueError(f"bad options for algorithm {info.name!r}: {exc}") from None
 
 
-for _cls in (Dense, Static, SET, RigL, ObservedSET, SRigL, CHTs, GSE):
+for _cls in (Dense, Static, SET, RigL, ObservedSET, SNFS, MEST, GMP, GraNet, SNIP, SRigL, CHTs, GSE):
     register_algorithm(_cls)

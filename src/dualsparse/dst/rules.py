@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..sparse.topology import contains, keys_from_csr, sample_absent_csr, score_bits
+from .gradients import captured_window, dense_input
 
 
 class MagnitudeDrop:
@@ -48,30 +49,31 @@ class RandomGrow:
         return keys_from_csr(ptr, cols, layer.in_features)
 
 
-class GradientGrow:
-    """New connections where the loss gradient is largest in magnitude (RigL, Evci et al. 2020).
+class TopScoreGrow:
+    """New connections at the absent positions of highest score, scored a block of rows at a time.
 
-    The dense gradient is the one quantity RigL needs that a sparse layer never holds; it is built
-    block of rows by block of rows (``G[rows].T @ X``) from one captured batch, so memory stays
-    O(block x in_features) and nothing of dense size is kept.
+    Subclasses give ``block_scores(layer, r0, r1, context)``: a (r1 - r0, in_features) tensor of
+    non-negative scores for rows r0..r1 (present positions are masked here). Memory stays
+    O(block x in_features); nothing of the layer's dense size is kept. Ties (e.g. equal zero
+    scores) are broken at random with the update's seeded generator, so they do not always
+    favour the first rows.
     """
 
     needs_gradient = True
+    needed_by = "gradient-based growth"
 
     def __init__(self, block_elements: int = 1 << 24):
         self.block_elements = int(block_elements)
 
+    def block_scores(self, layer, r0: int, r1: int, context) -> torch.Tensor:
+        raise NotImplementedError
+
     def select(self, layer, n: int, present_keys: np.ndarray, rng, context) -> np.ndarray:
-        if context is None or layer not in getattr(context, "layer_io", {}):
-            raise RuntimeError("GradientGrow needs a captured batch (context.layer_io); the training loop provides it")
-        x, g = context.layer_io[layer]  # x: (batch, in) dense, g: (batch, out) gradient of the output
-        if x.layout != torch.strided:
-            x = x.to_dense()
         rows_per_block = max(1, self.block_elements // layer.in_features)
         best_keys, best_scores = [], []
         for r0 in range(0, layer.out_features, rows_per_block):
             r1 = min(layer.out_features, r0 + rows_per_block)
-            block = (g[:, r0:r1].T @ x).abs().flatten().cpu().numpy()
+            block = self.block_scores(layer, r0, r1, context).flatten().cpu().numpy()
             keys = np.arange(r0 * layer.in_features, r1 * layer.in_features, dtype=np.int64)
             block[contains(present_keys, keys)] = -np.inf
             k = min(n, block.size)
@@ -80,9 +82,24 @@ class GradientGrow:
             best_scores.append(block[top])
         keys = np.concatenate(best_keys)
         scores = np.concatenate(best_scores)
-        # random tie-breaking so equal (e.g. zero) gradients do not always favour the first rows
+        # random tie-breaking so equal (e.g. zero) scores do not always favour the first rows
         order = np.lexsort((rng.random(scores.size), -scores))[:n]
         chosen = keys[order]
         if np.isinf(scores[order]).any():
             raise ValueError("not enough absent positions to grow into")
         return np.sort(chosen)
+
+
+class GradientGrow(TopScoreGrow):
+    """New connections where the loss gradient is largest in magnitude (RigL, Evci et al. 2020).
+
+    The dense gradient is the one quantity RigL needs that a sparse layer never holds; it is built
+    block of rows by block of rows (``G[rows].T @ X``) from one captured batch, so memory stays
+    O(block x in_features) and nothing of dense size is kept.
+    """
+
+    needed_by = "GradientGrow (RigL-style growth)"
+
+    def block_scores(self, layer, r0, r1, context):
+        x, g = captured_window(layer, context, self.needed_by)[-1]  # x: (batch, in), g: (batch, out)
+        return (g[:, r0:r1].T @ dense_input(x)).abs()

@@ -41,3 +41,61 @@ class Schedule:
         if self.decay == "constant" or self.end is None:
             return self.zeta
         return self.zeta * 0.5 * (1.0 + math.cos(math.pi * min(t, self.end) / self.end))
+
+
+class CubicDensity:
+    """Gradual pruning on Zhu & Gupta's (2017) cubic curve, from ``initial`` to ``final`` density.
+
+    ``density(t) = final + (initial - final) * (1 - (t - start) / (end - start)) ** 3`` for
+    ``start <= t <= end`` (``initial`` before, ``final`` after): prune fast while the network is
+    redundant, slowly as it nears the target. ``t`` counts completed epochs (epoch schedules) or
+    optimiser steps (step schedules). ``initial`` and ``final`` may be floats or one float per
+    layer; :meth:`density` then returns one per layer.
+    """
+
+    def __init__(self, initial, final, start: int = 0, end: int = 1):
+        initial_list, final_list = _as_list(initial, "initial density"), _as_list(final, "final density")
+        if len(initial_list) != len(final_list) and 1 not in (len(initial_list), len(final_list)):
+            raise ValueError(f"initial ({len(initial_list)}) and final ({len(final_list)}) densities differ in number of layers")
+        for d_i, d_f in zip(initial_list * (len(final_list) if len(initial_list) == 1 else 1),
+                            final_list * (len(initial_list) if len(final_list) == 1 else 1)):
+            if d_f > d_i:
+                raise ValueError(f"a pruning schedule cannot end denser than it starts: final density {d_f:g} > "
+                                 f"initial density {d_i:g}; lower the final density (raise sparsity) or raise "
+                                 f"initial_density (1.0 starts dense)")
+        start, end = int(start), int(end)
+        if start < 0:
+            raise ValueError(f"the pruning start must be >= 0, got {start}")
+        if end <= start:
+            raise ValueError(f"the pruning schedule ends (end={end}) before or when it starts (start={start}); "
+                             f"give end > start")
+        self.initial, self.final = initial, final
+        self.start, self.end = start, end
+
+    def progress(self, t: float) -> float:
+        """Fraction of the pruning done by time ``t`` on the cubic curve, in [0, 1]."""
+        p = min(max((t - self.start) / (self.end - self.start), 0.0), 1.0)
+        return 1.0 - (1.0 - p) ** 3
+
+    def density(self, t: float):
+        q = self.progress(t)
+        if isinstance(self.initial, (list, tuple)) or isinstance(self.final, (list, tuple)):
+            n = max(len(_as_list(self.initial, "")), len(_as_list(self.final, "")))
+            d_i = _as_list(self.initial, "") * (n if not isinstance(self.initial, (list, tuple)) else 1)
+            d_f = _as_list(self.final, "") * (n if not isinstance(self.final, (list, tuple)) else 1)
+            return [f + (i - f) * (1.0 - q) for i, f in zip(d_i, d_f)]
+        return float(self.final) + (float(self.initial) - float(self.final)) * (1.0 - q)
+
+    def __repr__(self) -> str:
+        return f"CubicDensity(initial={self.initial!r}, final={self.final!r}, start={self.start}, end={self.end})"
+
+
+def _as_list(value, what: str) -> list[float]:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for v in values:
+        v = float(v)
+        if not 0.0 < v <= 1.0 or math.isnan(v):
+            raise ValueError(f"{what} must be in (0, 1], got {v!r}")
+        out.append(v)
+    return out

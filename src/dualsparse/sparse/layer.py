@@ -193,16 +193,33 @@ class SparseLinear(nn.Module):
 
     @torch.no_grad()
     def replace_pattern(self, row_ptr: np.ndarray, col_idx: np.ndarray, values) -> None:
-        """Install a new CSR pattern of the same nnz as is (no sorting or checks: for callers that
-        built it in CSR order, e.g. :func:`dualsparse.sparse.topology.evolve_csr`).
+        """Install a new CSR pattern as is (no sorting or checks: for callers that built it in CSR
+        order, e.g. :func:`dualsparse.sparse.topology.evolve_csr`).
 
-        The values are copied into the existing ``values`` storage, so the Parameter, its identity
-        in the optimiser and any view of its data stay valid; ``row_ptr`` and ``col_idx`` become
-        new tensors (code caching views of them can tell the topology changed).
+        Same nnz: the values are copied into the existing ``values`` storage, so the Parameter,
+        its identity in the optimiser and any view of its data stay valid. Another nnz (pruning,
+        growth beyond drops): ``values`` becomes a new Parameter of the new size, as in
+        :meth:`set_connections` (resizing the old one's ``.data`` would leave autograd's cached
+        gradient accumulator, kept alive by any graph still referenced, expecting the old size);
+        re-register it in the optimiser and move its state with
+        :func:`dualsparse.dst.remap_state`, which does both. ``row_ptr`` and ``col_idx`` always
+        become new tensors (code caching views of them can tell the topology changed).
         """
         values = torch.as_tensor(values)
-        if values.shape != self.values.shape or col_idx.shape[0] != values.shape[0] or row_ptr.shape[0] != self.out_features + 1:
-            raise ValueError("replace_pattern needs a pattern of the same shape and nnz")
+        if values.dim() != 1 or col_idx.shape[0] != values.shape[0] or row_ptr.shape[0] != self.out_features + 1:
+            raise ValueError("replace_pattern needs row_ptr of out_features + 1 entries and one value per column index")
+        if int(row_ptr[-1]) != values.shape[0] or values.shape[0] < 1:
+            raise ValueError(f"row_ptr ends at {int(row_ptr[-1])} but {values.shape[0]} values were given; "
+                             "a sparse layer needs at least one connection")
+        if values.shape != self.values.shape:
+            device = self.row_ptr.device
+            self.row_ptr = torch.from_numpy(np.ascontiguousarray(row_ptr, dtype=np.int64)).to(device)
+            self.col_idx = torch.from_numpy(np.ascontiguousarray(col_idx)).to(_index_dtype(self.in_features)).to(device)
+            requires_grad = self.values.requires_grad
+            self.values = nn.Parameter(values.to(self.values.device, self.values.dtype).clone().contiguous(),
+                                       requires_grad=requires_grad)
+            self._csc_cache = None
+            return
         device = self.row_ptr.device
         # straight into the buffer table: nn.Module.__setattr__ costs more than the rest on small layers
         self._buffers["row_ptr"] = torch.from_numpy(np.ascontiguousarray(row_ptr, dtype=np.int64)).to(device)

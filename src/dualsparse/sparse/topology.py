@@ -27,6 +27,9 @@ from .kernels import _lower_bound
 
 _JIT = dict(nogil=True, cache=True)
 _PARALLEL_MIN = 1 << 18  # below this many keys NumPy's own loops are as fast
+#: from this many positions, filling every free one skips the draws (smaller layers keep the
+#: draws they always made, so seeded results of small fully connected layers do not change)
+_FILL_DIRECT_MIN = 1 << 20
 
 
 def keys_of(rows: np.ndarray, cols: np.ndarray, n_in: int) -> np.ndarray:
@@ -62,6 +65,10 @@ def sample_absent(n_positions: int, present_sorted: np.ndarray, n: int, rng) -> 
         raise ValueError(f"cannot place {n} connections: only {n_free} positions are free")
     if n == 0:
         return np.empty(0, dtype=np.int64)
+    if n == n_free and n_positions >= _FILL_DIRECT_MIN:
+        # every free position (a layer built fully connected, e.g. GMP's or SNIP's dense start):
+        # no draw is needed, and rejection sampling would need ~n log n draws to collect them all
+        return np.setdiff1d(np.arange(n_positions, dtype=np.int64), present_sorted, assume_unique=True)
     if present_sorted.size * 2 > n_positions:
         free = np.setdiff1d(np.arange(n_positions, dtype=np.int64), present_sorted, assume_unique=True)
         return np.sort(rng.choice(free, size=n, replace=False))
@@ -781,3 +788,39 @@ def _evolve_csr(row_ptr, col_idx, values, bits, absolute: bool, n_drop: int, g_p
     _merge_evolved(row_ptr, col_idx, values, bits, sign, full, absolute, np.uint64(t), tie_drop, new_ptr,
                    g_ptr, g_col, g_values, out_col, out_values, old_pos, _n_chunks(n_out, 1 << 12))
     return new_ptr, out_col, out_values, old_pos
+
+
+# ============================================================================ sampled products
+# Gradient-informed rules (MEST's drop score, SNIP's sensitivity, sampled growth) need the weight
+# gradient G^T X of a captured batch only at given positions: the stored connections, or a sample
+# of absent ones. Computing it there (a sampled dense-dense product, SDDMM) costs
+# O(positions x batch) and never forms the (out x in) gradient.
+
+
+@nb.njit(parallel=True, **_JIT)
+def _sampled_products(ptr, col, gt, xt, out):
+    n_out = ptr.shape[0] - 1
+    batch = gt.shape[1]
+    for i in nb.prange(n_out):
+        for k in range(ptr[i], ptr[i + 1]):
+            c = col[k]
+            s = 0.0
+            for b in range(batch):
+                s += gt[i, b] * xt[c, b]
+            out[k] = s
+
+
+def sampled_products(ptr: np.ndarray, col: np.ndarray, gt: np.ndarray, xt: np.ndarray) -> np.ndarray:
+    """``out[k] = gt[row_k] . xt[col_k]`` for the positions of a row-grouped pattern ``(ptr, col)``:
+    the entries of ``gt @ xt.T`` (``gt``: (n_out, batch), ``xt``: (n_in, batch)) at those positions
+    only, float64 accumulation, in one parallel pass over rows."""
+    ptr = np.ascontiguousarray(ptr, dtype=np.int64)
+    col = np.ascontiguousarray(col)
+    gt = np.ascontiguousarray(gt)
+    xt = np.ascontiguousarray(xt, dtype=gt.dtype)
+    if gt.shape[1] != xt.shape[1] or gt.shape[0] != ptr.shape[0] - 1:
+        raise ValueError(f"sampled_products: gt {gt.shape} and xt {xt.shape} do not match a pattern of {ptr.shape[0] - 1} rows")
+    out = np.empty(col.shape[0], dtype=gt.dtype)
+    with serial_below(col.shape[0] * max(1, gt.shape[1]) // 8):
+        _sampled_products(ptr, col, gt, xt, out)
+    return out

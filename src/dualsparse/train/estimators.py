@@ -16,10 +16,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..dst import algorithm_info, make_algorithm
+from ..dst import algorithm_info, make_algorithm, remap_state
 from ..dst.capture import LayerIOCapture
 from ..sparse import SparseLinear
-from ..sparse.density import DEFAULT_EPSILON, DISTRIBUTIONS, DensityWarning, sparse_epsilon_limit
+from ..sparse.topology import row_of_each
+from ..sparse.density import DEFAULT_EPSILON, DISTRIBUTIONS, DensityWarning, layer_densities, sparse_epsilon_limit
 from ..utils import check_random_state, derive_seed
 from .callbacks import CallbackList, make_example_tracker
 from .compiled_epoch import CompiledEpoch, batch_callbacks
@@ -43,6 +44,7 @@ class _BaseSparseMLP(BaseEstimator):
         self,
         hidden_layer_sizes=(100,),
         algorithm="set",
+        algorithm_options=None,
         epsilon=None,
         sparsity=None,
         distribution="er",
@@ -68,6 +70,7 @@ class _BaseSparseMLP(BaseEstimator):
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.algorithm = algorithm
+        self.algorithm_options = algorithm_options
         self.epsilon = epsilon
         self.sparsity = sparsity
         self.distribution = distribution
@@ -118,7 +121,7 @@ class _BaseSparseMLP(BaseEstimator):
         s = self.sparsity
         if s is not None and (isinstance(s, bool) or not isinstance(s, numbers.Real) or not 0 <= s < 1):
             raise ValueError(f"sparsity must be in [0, 1) or None, got {s!r}; e.g. sparsity=0.9 keeps 10 % of weights")
-        algorithm = _make_algorithm(self.algorithm, self.zeta)
+        algorithm = _make_algorithm(self.algorithm, self.zeta, self.algorithm_options)
         for name, lo, hi in (("learning_rate", 0, None), ("momentum", 0, 1), ("weight_decay", 0, None),
                              ("dropout", 0, 1), ("validation_fraction", 0, 1)):
             v = getattr(self, name)
@@ -133,6 +136,9 @@ class _BaseSparseMLP(BaseEstimator):
                 f"track_examples must be True, False or a dict of ExampleTracker options "
                 f"(e.g. {{'grand_epoch': 3}}), got {self.track_examples!r}"
             )
+        if getattr(algorithm, "needs_example_stats", False) and not self.track_examples:
+            raise ValueError(f"algorithm {algorithm!r} removes examples by their forgetting statistics, which the "
+                             f"per-example tracker collects: set track_examples=True (or turn the option off)")
         return hidden, algorithm
 
     def _check_X(self, X, reset: bool):
@@ -167,22 +173,32 @@ class _BaseSparseMLP(BaseEstimator):
         device = torch.device(self.device)
         if first:
             self.algorithm_ = algorithm
+            sizes = [X.shape[1], *hidden, self._n_outputs]
+            shapes = list(zip(sizes[:-1], sizes[1:]))
+            # the densities the network should have; an algorithm whose density changes (GMP,
+            # GraNet, SNIP) builds it at its own initial densities and prunes towards these
+            targets = layer_densities(shapes, self.distribution, epsilon=self.epsilon if self.sparsity is None else None,
+                                      sparsity=self.sparsity) if algorithm.sparse else [1.0] * len(shapes)
+            self._target_densities = targets
             self.module_ = build_mlp(
                 X.shape[1], hidden, self._n_outputs, sparse=algorithm.sparse, distribution=self.distribution,
-                epsilon=self.epsilon if self.sparsity is None else None, sparsity=self.sparsity,
+                densities=algorithm.initial_densities(targets) if algorithm.sparse else None,
                 activation=self.activation, dropout=self.dropout, rng=rng, device=device,
             )
             if algorithm.sparse and self.epsilon is None and self.sparsity is None:
-                _warn_if_fully_connected(self)
+                _warn_if_fully_connected(self, targets)
             self.optimizer_ = self._make_optimizer()
             self.flop_counter_ = FlopCounter(self.module_)
             self.history_ = []
             self.n_iter_ = 0
             self._step = 0
             self._pending_update = None
+            self._capture = self._pending_capture = None
         train_index, val_index = self._split(X, y, rng, use_validation=self.early_stopping and not incremental)
         self.train_index_, self.validation_index_ = train_index, val_index
         if first:
+            self.algorithm_.set_targets(self._target_densities, horizon=self.max_epochs,
+                                        steps_per_epoch=-(-train_index.size // self.batch_size))
             self.algorithm_.prepare(X[train_index])
         callbacks = list(self.callbacks or [])
         if self.track_examples:
@@ -195,6 +211,8 @@ class _BaseSparseMLP(BaseEstimator):
         torch_seed = derive_seed(rng)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(torch_seed)
+            if first and self.algorithm_.updates_at_init:
+                self._update_at_init(X, y, train_index, rng, device)
             self._train(X, y, train_index, val_index, epochs, rng, device, callbacks)
         self.flops_ = self.flop_counter_.summary(X[train_index])
         callbacks.on_fit_end(self)
@@ -217,19 +235,21 @@ class _BaseSparseMLP(BaseEstimator):
             epoch = self.n_iter_
             t0 = time.perf_counter()
             self._apply_pending_update(rng, callbacks)
+            if getattr(self.algorithm_, "needs_example_stats", False):
+                train_index = self._keep_examples(epoch, train_index)
             callbacks.on_epoch_begin(self, epoch)
             self.module_.train()
             order = train_index[rng.permutation(train_index.size)]
             total, count = 0.0, 0
             size = self.batch_size
             n_batches = -(-order.size // size)
-            # steps whose batch RigL-like algorithms capture for their update
-            captures = [b for b in range(n_batches) if self.algorithm_.needs_gradient
-                        and self.algorithm_.due(epoch, self._step + b + 1, False)]
+            # batches captured for a gradient-informed update, and steps followed by an update
+            captures, updates = self._update_steps(epoch, n_batches)
+            stops = sorted(captures | updates)
             b = 0
             while b < n_batches:
-                if compiled is not None and (not captures or captures[0] != b):
-                    stop = captures[0] if captures else n_batches
+                if compiled is not None and (not stops or stops[0] != b):
+                    stop = stops[0] if stops else n_batches
                     rows = order[b * size : stop * size]
                     ran = compiled.run(rows, record=replay)
                     if ran is not None:
@@ -246,10 +266,11 @@ class _BaseSparseMLP(BaseEstimator):
                         b = stop
                         continue
                     compiled = None  # the model left the compiled path's conditions: step from here
-                if captures and captures[0] == b:
-                    captures.pop(0)
+                if stops and stops[0] == b:
+                    stops.pop(0)
                 idx = order[b * size : (b + 1) * size]
-                total += self._train_batch(X, y_t, idx, epoch, device, loss_fn, fused, rng, callbacks)
+                total += self._train_batch(X, y_t, idx, epoch, device, loss_fn, fused, rng, callbacks,
+                                           capture=b in captures, update=b in updates)
                 count += idx.size
                 b += 1
             self.n_iter_ += 1
@@ -260,6 +281,7 @@ class _BaseSparseMLP(BaseEstimator):
             self.history_.append(logs)
             if self.algorithm_.due(epoch, self._step, True):
                 self._pending_update = epoch
+                self._pending_capture, self._capture = self._capture, None
             if self.verbose:
                 extra = f", validation {logs['validation_score']:.4f}" if "validation_score" in logs else ""
                 print(f"epoch {epoch + 1}: loss {logs['loss']:.4f}{extra} ({logs['time_s']:.2f} s)")
@@ -277,19 +299,81 @@ class _BaseSparseMLP(BaseEstimator):
                     if stall >= self.n_iter_no_change:
                         break
         if best_state is not None:
+            self._restore_structure(best_state)
             self.module_.load_state_dict(best_state)
             for layer in self.module_.modules():
                 if hasattr(layer, "_csc_cache"):
                     layer._csc_cache = None
             self.best_validation_score_ = best_score
 
-    def _train_batch(self, X, y_t, idx, epoch, device, loss_fn, fused, rng, callbacks) -> float:
-        """One optimiser step on rows ``idx`` (with the gradient capture and topology update an
-        algorithm asks for at this step); returns the batch's summed loss."""
+    def _restore_structure(self, state: dict) -> None:
+        """Give each sparse layer the connections it had in ``state`` (early stopping's best
+        epoch) when their number has changed since (pruning, redistribution), so the state loads;
+        the optimiser state of connections present in both is carried, that of others zeroed."""
+        for name, layer in self.module_.named_modules():
+            if not isinstance(layer, SparseLinear):
+                continue
+            values = state[f"{name}.values" if name else "values"]
+            if values.shape == layer.values.shape:
+                continue
+            prefix = f"{name}." if name else ""
+            rows = row_of_each(state[prefix + "row_ptr"].cpu().numpy())
+            old = layer.values
+            old_position = layer.set_connections(rows, state[prefix + "col_idx"].cpu().numpy(), values)
+            remap_state(self.optimizer_, old, layer.values, old_position, n_old=old.shape[0])
+
+    def _update_steps(self, epoch: int, n_batches: int) -> tuple[set, set]:
+        """(batches of this epoch to capture, batches after whose step the topology is updated).
+
+        A gradient-informed algorithm gets its ``capture_batches`` last batches before each
+        update captured: before a step-scheduled one, and at the end of the epoch before an
+        epoch-end one (kept for the update, which runs when the next epoch begins)."""
+        algorithm = self.algorithm_
+        if not algorithm.evolves:
+            return set(), set()
+        updates = {b for b in range(n_batches) if algorithm.due(epoch, self._step + b + 1, False)}
+        captures: set = set()
+        if algorithm.needs_gradient:
+            window = max(1, int(algorithm.capture_batches))
+            ends = sorted(updates)
+            if algorithm.due(epoch, self._step + n_batches, True):
+                ends.append(n_batches - 1)
+            for end in ends:
+                captures.update(range(max(0, end - window + 1), end + 1))
+        return captures, updates
+
+    def _update_at_init(self, X, y, train_index, rng, device):
+        """One-shot pruning before training (SNIP): one batch's forward and backward, captured,
+        no optimiser step; then the algorithm's update."""
+        rows = train_index[rng.permutation(train_index.size)[: self.batch_size]]
+        xb = _batch(X, rows, device, dense=not self.algorithm_.sparse)
+        y_t = torch.as_tensor(y[rows], device=device)
+        with LayerIOCapture(self.module_) as cap:
+            self._loss_fn()(self.module_(xb), y_t).backward()
+        self.optimizer_.zero_grad(set_to_none=True)
+        self.initial_update_ = self.algorithm_.update(self.module_, self.optimizer_, 0, 0, rng, cap)
+
+    def _keep_examples(self, epoch: int, train_index: np.ndarray) -> np.ndarray:
+        """The training rows left once the algorithm removes examples by their forgetting
+        statistics (MEST's data efficiency), read from the per-example tracker."""
+        stats = self.example_tracker_.example_stats_
+        forgetting = stats["forgetting_events"].to_numpy(dtype=np.int64, na_value=0)[train_index]
+        learned = ~stats["never_learned"].to_numpy(dtype=bool, na_value=True)[train_index]
+        keep = self.algorithm_.examples_to_keep(epoch, forgetting, learned)
+        if keep is None:
+            return train_index
+        self.removed_examples_ = np.sort(train_index[~keep])
+        return train_index[keep]
+
+    def _train_batch(self, X, y_t, idx, epoch, device, loss_fn, fused, rng, callbacks, capture=False,
+                     update=False) -> float:
+        """One optimiser step on rows ``idx`` (captured for a gradient-informed update, and followed
+        by a topology update, where the algorithm asks); returns the batch's summed loss."""
         xb = _batch(X, idx, device, dense=not self.algorithm_.sparse)
-        capture = self.algorithm_.needs_gradient and self.algorithm_.due(epoch, self._step + 1, False)
         if capture:
-            with LayerIOCapture(self.module_) as cap:
+            if self._capture is None:
+                self._capture = LayerIOCapture(self.module_)
+            with self._capture:
                 out, loss = self._step_batch(xb, y_t[idx], loss_fn)
         elif fused is not None:
             out, loss = fused(xb, y_t[idx])
@@ -299,7 +383,8 @@ class _BaseSparseMLP(BaseEstimator):
         self.flop_counter_.count_batch(xb, idx.size)
         if callbacks:
             callbacks.on_batch_end(self, epoch, idx, out.detach(), y_t[idx], float(loss))
-        if capture:
+        if update:
+            cap, self._capture = self._capture, None
             info = self.algorithm_.update(self.module_, self.optimizer_, epoch, self._step, rng, cap)
             callbacks.on_topology_update(self, epoch, info)
         return float(loss) * idx.size
@@ -315,8 +400,9 @@ class _BaseSparseMLP(BaseEstimator):
         if epoch is None:
             return
         self._pending_update = None
+        cap, self._pending_capture = getattr(self, "_pending_capture", None), None
         t1 = time.perf_counter()
-        info = self.algorithm_.update(self.module_, self.optimizer_, epoch, self._step, rng)
+        info = self.algorithm_.update(self.module_, self.optimizer_, epoch, self._step, rng, cap)
         if self.history_:
             self.history_[-1]["evolution_time_s"] = time.perf_counter() - t1
             self.history_[-1]["topology"] = info
@@ -541,7 +627,7 @@ class SparseMLPRegressor(RegressorMixin, _BaseSparseMLP):
 _WARNED_FULLY_CONNECTED: set = set()
 
 
-def _warn_if_fully_connected(est):
+def _warn_if_fully_connected(est, targets):
     """A ``DensityWarning`` when the default ε left a sparse algorithm no sparse layer.
 
     Called once per network built (a fit from scratch), never for ``partial_fit`` / ``warm_start``
@@ -550,7 +636,7 @@ def _warn_if_fully_connected(est):
     search, a cross-validation or scikit-learn's check battery (which re-fit clones, each under
     fresh warning filters that defeat Python's own once-per-place registry) report it once.
     """
-    if est.density_["overall"] < 1.0:
+    if min(targets) < 1.0:
         return
     shapes = tuple((m.in_features, m.out_features) for m in linear_layers(est.module_))
     key = (repr(est.algorithm), shapes)
@@ -569,11 +655,21 @@ def _warn_if_fully_connected(est):
     )
 
 
-def _make_algorithm(algorithm, zeta):
-    """The estimator's ``zeta`` reaches every registered algorithm whose constructor takes it."""
-    if isinstance(algorithm, str) and algorithm_info(algorithm).accepts("zeta"):
-        return make_algorithm(algorithm, zeta=zeta)
-    return make_algorithm(algorithm)
+def _make_algorithm(algorithm, zeta, options=None):
+    """The algorithm by name with its ``algorithm_options``; the estimator's ``zeta`` reaches every
+    registered algorithm whose constructor takes it (unless the options give their own)."""
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"algorithm_options must be a dict of the algorithm's options (e.g. {{'gamma': 0.5}}) or None, "
+                         f"got {options!r}")
+    options = dict(options or {})
+    if not isinstance(algorithm, str):
+        if options:
+            raise ValueError("algorithm_options apply to an algorithm given by name; an algorithm instance "
+                             "already has its options: set them when constructing it")
+        return make_algorithm(algorithm)
+    if algorithm_info(algorithm).accepts("zeta"):
+        options.setdefault("zeta", zeta)
+    return make_algorithm(algorithm, **options)
 
 
 def _reject_non_finite(a, name, hint):

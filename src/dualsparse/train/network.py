@@ -58,11 +58,18 @@ def build_mlp(
     rng: np.random.Generator,
     device=None,
     dtype=torch.float32,
+    densities: list[float] | None = None,
 ) -> nn.Sequential:
-    """``n_in -> hidden... -> n_out``; sparse layers follow the layer-wise density rule."""
+    """``n_in -> hidden... -> n_out``; sparse layers follow the layer-wise density rule, or
+    ``densities`` (one per layer) where given."""
     sizes = [n_in, *hidden, n_out]
     shapes = list(zip(sizes[:-1], sizes[1:]))
-    densities = layer_densities(shapes, distribution, epsilon=epsilon, sparsity=sparsity) if sparse else [1.0] * len(shapes)
+    if not sparse:
+        densities = [1.0] * len(shapes)
+    elif densities is None:
+        densities = layer_densities(shapes, distribution, epsilon=epsilon, sparsity=sparsity)
+    elif len(densities) != len(shapes):
+        raise ValueError(f"densities has {len(densities)} entries for {len(shapes)} layers")
     gain = _GAIN.get(activation, 1.0)
     layers: list[nn.Module] = []
     for index, ((fan_in, fan_out), density) in enumerate(zip(shapes, densities)):
