@@ -1,4 +1,4 @@
-"""Report sections for the learning-dynamics studies; each appears only when its runs are in the store.
+"""Report sections of the ``[dynamics]`` study; each appears only when its runs are in the store.
 
 * **Learning dynamics** (tracked grid runs): per model, the per-example statistics (forgetting
   events, unforgettable / never-learned shares, how many flipped labels end up fitted, how many of
@@ -10,12 +10,6 @@
 * **Data subsets** (subset runs): accuracy vs the share of training rows kept, per strategy, for
   every trained model next to the same model on all rows, with the joint FLOP saving (data
   pruning plus weight sparsity) against the dense model on all rows.
-* **Continual learning** (continual runs): average accuracy (ACC), backward transfer (BWT) and
-  forgetting per scenario x model x replay strategy x buffer size; accuracy-matrix heatmaps; BWT
-  and ACC vs buffer size per model and strategy; and, per model and strategy, the smallest buffer
-  that keeps BWT at or above ``BWT_OK`` (the report's working definition of "overcoming
-  catastrophic forgetting").
-
 Per-example agreement between two models is measured over pairs of *different* seeds (model seed
 i vs reference seed j, i != j), exactly like the noise floor (reference seed i vs reference seed
 j), so the two numbers are comparable; each seed contributes the mean over its pairs. Two noisy
@@ -31,103 +25,26 @@ approximation (the pairs share runs).
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 
 import numpy as np
+import pandas as pd
+from scipy import stats as sstats
 
-BWT_OK = -0.10  # backward transfer at or above this "overcomes catastrophic forgetting" (report's definition)
+from ..dynamics import STRATEGIES, compare, compression_identified, hardness, modal_prediction
+from .formatting import fmt_interval, fmt_p, p_text, slug
+from .models import model_order
+from .report_common import ci_text, cfg_id, cfg_label, mean_of, metrics_of, nan_none, welch_p
+from .stats import mean_ci, paired, ratio_ci
+
 SCORES = (("forgetting", "forgetting events"), ("forgetting_eval", "forgetting between epoch-end evaluations"),
           ("el2n", "EL2N"), ("grand", "GraNd"), ("confidence", "confidence"))
 SAME, LARGELY = 0.95, 0.80  # disattenuated agreement: "the same examples" / "largely the same"
 
-
-def _r():
-    from . import report
-
-    return report
-
-
-def _cfg_id(model, sparsity, epsilon) -> str:
-    s = "" if sparsity is None or (isinstance(sparsity, float) and math.isnan(sparsity)) else f"{sparsity:g}"
-    e = "" if epsilon is None or (isinstance(epsilon, float) and math.isnan(epsilon)) else f"{epsilon:g}"
-    return f"{model}|{s}|{e}"
-
-
-def _cfg_label(model, sparsity, epsilon) -> str:
-    name = _r().MODEL_NAMES.get(model, model)
-    if sparsity is not None and not (isinstance(sparsity, float) and math.isnan(sparsity)):
-        return f"{name} (sparsity {sparsity:g})"
-    if epsilon is not None and not (isinstance(epsilon, float) and math.isnan(epsilon)) and model != "dense":
-        return f"{name} (ε {epsilon:g})"
-    return name
-
-
-def _order(model):
-    from .models import list_models
-
-    names = list_models()
-    return names.index(model) if model in names else 99
-
-
-def _nan_none(v):
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-
-def _ci(values, digits=3):
-    from .stats import mean_ci
-
-    m, h, _ = mean_ci(values)
-    return _r()._fmt_ci(m, h, digits)
-
-
-def _mean(values):
-    from .stats import mean_ci
-
-    return mean_ci(values)[0]
-
-
-def _metrics_of(frame):
-    return {k: json.loads(m) for k, m in zip(frame["run_key"], frame["metrics"])}
-
-
-def _welch(a, b):
-    from scipy import stats
-
-    a = np.asarray([x for x in a if np.isfinite(x)])
-    b = np.asarray([x for x in b if np.isfinite(x)])
-    if a.size < 2 or b.size < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
-# ---------------------------------------------------------------------- entry point
-def study_sections(store, frame, out_dir, plots: bool, experiment=None) -> dict:
-    """Headline and detail blocks (and summary tables) of every study found in the store."""
-    out = {"head": [], "detail": [], "tables": {}}
-    if "kind" not in frame:
-        return out
-    configs = store.experiment_configs()
-    if (frame["kind"] == "grid").any():
-        ex = store.table("examples", experiment)
-        ex = ex[ex["kind"] == "grid"] if len(ex) else ex
-        if len(ex):
-            _dynamics(ex, frame[frame["kind"] == "grid"], store, configs, out_dir, plots, out)
-    if (frame["kind"] == "subset").any():
-        _subsets(frame, store, experiment, out_dir, plots, out)
-    if (frame["kind"] == "continual").any():
-        _continual(frame, store, experiment, out_dir, plots, out)
-    return out
-
-
 # ---------------------------------------------------------------------- learning dynamics
 def _stats_frames(ex_run):
     """(train frame indexed by example, test frame indexed by example) of one run's rows."""
-    import pandas as pd
-
     tr = ex_run[ex_run["split"] == "train"].set_index("example").sort_index()
     te = ex_run[ex_run["split"] == "test"].set_index("example").sort_index()
     stats = pd.DataFrame({
@@ -168,10 +85,6 @@ def _eval_forgetting(stats):
 
 def _agreement(stats_a: dict, stats_b: dict, k: float) -> dict:
     """Per seed of ``a``: the mean over seeds j != i of ``b`` of compare(a_i, b_j); {metric: [values]}."""
-    from scipy import stats as sstats
-
-    from ..dynamics import compare
-
     out = {}
     for i, sa in stats_a.items():
         vals = {}
@@ -208,8 +121,6 @@ def _verdict(ratio):
 def _hard_clean_fitted(stats_ref: dict, stats_model: dict, k: float) -> list:
     """Per seed of the model: the share of the reference's hardest k % *clean* rows (by forgetting,
     mean over the reference's seeds) that the model predicts right at the end of training."""
-    from ..dynamics import hardness
-
     frames = list(stats_ref.values())
     if not frames:
         return []
@@ -227,8 +138,6 @@ def _hard_clean_fitted(stats_ref: dict, stats_model: dict, k: float) -> list:
 
 
 def _top_noisy(stats, by, k):
-    from ..dynamics import hardness
-
     score = hardness(stats, by) if by in ("forgetting", "el2n", "grand") else None
     if score is None or not np.isfinite(score).any():
         return math.nan
@@ -237,13 +146,10 @@ def _top_noisy(stats, by, k):
     return float(stats["noisy"].to_numpy()[order].mean())
 
 
-def _dynamics(ex, grid, store, configs, out_dir, plots, out):
-    import pandas as pd
-
-    R = _r()
+def dynamics_sections(ex, grid, configs, out_dir, plots, out):
     tracked_keys = set(ex["run_key"])
     runs = grid[grid["run_key"].isin(tracked_keys)]
-    metrics = _metrics_of(runs)
+    metrics = metrics_of(runs)
     out["head"].append(("h", 2, "Learning dynamics: which examples are hard, and do sparse networks agree?"))
     out["detail"].append(("h", 2, "Details: learning dynamics"))
     summary_rows = []
@@ -252,15 +158,15 @@ def _dynamics(ex, grid, store, configs, out_dir, plots, out):
         raw = configs.get(exp, {})
         dyn = raw.get("dynamics", {}) if isinstance(raw.get("dynamics", {}), dict) else {}
         k = float(dyn.get("k", 10.0))
-        models_present = sorted({m for m in g["model"]}, key=_order)
+        models_present = sorted({m for m in g["model"]}, key=model_order)
         ref_model = dyn.get("reference", "dense" if "dense" in models_present else models_present[0])
         cfgs = {}
         for _, r in g.iterrows():
-            cid = _cfg_id(r["model"], _nan_none(r["sparsity"]), _nan_none(r["epsilon"]))
-            cfgs.setdefault(cid, {"model": r["model"], "label": _cfg_label(r["model"], _nan_none(r["sparsity"]), _nan_none(r["epsilon"])),
+            cid = cfg_id(r["model"], nan_none(r["sparsity"]), nan_none(r["epsilon"]))
+            cfgs.setdefault(cid, {"model": r["model"], "label": cfg_label(r["model"], nan_none(r["sparsity"]), nan_none(r["epsilon"])),
                                   "runs": {}})
             cfgs[cid]["runs"][int(r["seed"]) if pd.isna(r["fold"]) else (int(r["seed"]), int(r["fold"]))] = r["run_key"]
-        order = sorted(cfgs, key=lambda c: (_order(cfgs[c]["model"]), c))
+        order = sorted(cfgs, key=lambda c: (model_order(cfgs[c]["model"]), c))
         ref_ids = [c for c in order if cfgs[c]["model"] == ref_model]
         if not ref_ids:
             continue
@@ -284,21 +190,21 @@ def _dynamics(ex, grid, store, configs, out_dir, plots, out):
             runs_c = cfgs[c]["runs"]
             ms = [metrics[key] for key in runs_c.values() if key in metrics]
             accs = [float(g.loc[g["run_key"] == key, "accuracy"].iloc[0]) for key in runs_c.values()]
-            row = [cfgs[c]["label"], str(len(runs_c)), _ci(accs),
-                   _ci([m.get("mean_forgetting_events", math.nan) for m in ms], 2),
-                   _ci([100 * m.get("share_unforgettable", math.nan) for m in ms], 1),
-                   _ci([100 * m.get("share_never_learned", math.nan) for m in ms], 1)]
-            row.append(_ci([100 * v for v in _hard_clean_fitted(stats[ref_id], stats[c], k)], 1))
+            row = [cfgs[c]["label"], str(len(runs_c)), ci_text(accs),
+                   ci_text([m.get("mean_forgetting_events", math.nan) for m in ms], 2),
+                   ci_text([100 * m.get("share_unforgettable", math.nan) for m in ms], 1),
+                   ci_text([100 * m.get("share_never_learned", math.nan) for m in ms], 1)]
+            row.append(ci_text([100 * v for v in _hard_clean_fitted(stats[ref_id], stats[c], k)], 1))
             if noise:
-                row.append(_ci([100 * m.get("noisy_fitted", math.nan) for m in ms], 1))
+                row.append(ci_text([100 * m.get("noisy_fitted", math.nan) for m in ms], 1))
                 for by in ("forgetting", "el2n"):
-                    row.append(_ci([100 * _top_noisy(st, by, k) for st in stats[c].values()], 1))
+                    row.append(ci_text([100 * _top_noisy(st, by, k) for st in stats[c].values()], 1))
             table.append(row)
             summary_rows.append({"experiment": exp, "dataset": dataset, "representation": rep, "config": cfgs[c]["label"],
-                                 "model": cfgs[c]["model"], "n": len(runs_c), "accuracy": _mean(accs),
-                                 "mean_forgetting_events": _mean([m.get("mean_forgetting_events", math.nan) for m in ms]),
-                                 "share_unforgettable": _mean([m.get("share_unforgettable", math.nan) for m in ms]),
-                                 "share_never_learned": _mean([m.get("share_never_learned", math.nan) for m in ms])})
+                                 "model": cfgs[c]["model"], "n": len(runs_c), "accuracy": mean_of(accs),
+                                 "mean_forgetting_events": mean_of([m.get("mean_forgetting_events", math.nan) for m in ms]),
+                                 "share_unforgettable": mean_of([m.get("share_unforgettable", math.nan) for m in ms]),
+                                 "share_never_learned": mean_of([m.get("share_never_learned", math.nan) for m in ms])})
         headers = ["model", "seeds", "test accuracy", "forgetting events / example", "unforgettable %", "never learned %",
                    f"reference's hardest {k:g} % clean rows fitted %"]
         if noise:
@@ -318,12 +224,10 @@ def _dynamics(ex, grid, store, configs, out_dir, plots, out):
                 continue
             f = {s: metrics[key].get("mean_forgetting_events") for s, key in cfgs[c]["runs"].items() if key in metrics}
             common = sorted(set(f) & set(ref_f), key=str)
-            from .stats import paired
-
             cmp = paired([f[s] for s in common], [ref_f[s] for s in common])
             lines.append(f"{cfgs[c]['label']} forgets {cmp.mean_a:.3f} times per example vs {cmp.mean_b:.3f} for "
-                         f"{cfgs[ref_id]['label']}: difference {R._fmt_interval(cmp.diff, cmp.diff_half_width)} "
-                         f"(paired t-test {R._p_text(cmp.p_ttest)}, n = {cmp.n}).")
+                         f"{cfgs[ref_id]['label']}: difference {fmt_interval(cmp.diff, cmp.diff_half_width)} "
+                         f"(paired t-test {p_text(cmp.p_ttest)}, n = {cmp.n}).")
         if lines:
             out["detail"].append(("ul", lines))
 
@@ -342,17 +246,17 @@ def _dynamics(ex, grid, store, configs, out_dir, plots, out):
                         continue
                     x, fl, ow = cross[key], floor[key], own[key]
                     ceil_seeds = [math.sqrt(a * b) if a > 0 and b > 0 else math.nan for a, b in zip(fl, ow)]
-                    ceiling = math.sqrt(_mean(fl) * _mean(ow)) if _mean(fl) > 0 and _mean(ow) > 0 else math.nan
-                    ratio = _mean(x) / ceiling if ceiling and np.isfinite(ceiling) else math.nan
-                    p = _welch(x, ceil_seeds) if c != ref_id else None
+                    ceiling = math.sqrt(mean_of(fl) * mean_of(ow)) if mean_of(fl) > 0 and mean_of(ow) > 0 else math.nan
+                    ratio = mean_of(x) / ceiling if ceiling and np.isfinite(ceiling) else math.nan
+                    p = welch_p(x, ceil_seeds) if c != ref_id else None
                     score = f"{by_name}: {'Spearman ρ' if what == 'spearman' else f'overlap of hardest {k:g} %'}"
-                    ag_rows.append([cfgs[c]["label"], score, _ci(x), _ci(fl), _ci(ow), f"{ceiling:.3f}",
-                                    "–" if c == ref_id else f"{ratio:.3f}", R._fmt_p(p), "–" if c == ref_id else _verdict(ratio)])
+                    ag_rows.append([cfgs[c]["label"], score, ci_text(x), ci_text(fl), ci_text(ow), f"{ceiling:.3f}",
+                                    "–" if c == ref_id else f"{ratio:.3f}", fmt_p(p), "–" if c == ref_id else _verdict(ratio)])
                     csv_rows.append({"experiment": exp, "dataset": dataset, "model": cfgs[c]["label"], "score": score,
-                                     "vs_reference": _mean(x), "noise_floor": _mean(fl), "own_seeds": _mean(ow),
+                                     "vs_reference": mean_of(x), "noise_floor": mean_of(fl), "own_seeds": mean_of(ow),
                                      "ceiling": ceiling, "disattenuated": ratio, "p": p})
                     if what == "spearman":
-                        head_row.append(f"{_mean(x):.3f} / {ceiling:.3f} = {ratio:.2f}" if c != ref_id else f"floor {_mean(fl):.3f}")
+                        head_row.append(f"{mean_of(x):.3f} / {ceiling:.3f} = {ratio:.2f}" if c != ref_id else f"floor {mean_of(fl):.3f}")
             head_table.append(head_row)
         if ag_rows:
             out["detail"].append(("h", 3, f"{name}: do the models find the same examples hard? (vs {cfgs[ref_id]['label']})"))
@@ -382,8 +286,6 @@ def _dynamics(ex, grid, store, configs, out_dir, plots, out):
         cie_rows = []
         ref_tests = tests[ref_id]
         if len(ref_tests) >= 2:
-            from ..dynamics import compression_identified
-
             def stack(tt):
                 idx = sorted(set.intersection(*[set(t.index) for t in tt.values()]))
                 return (np.stack([t.loc[idx, "prediction"].to_numpy() for t in tt.values()]),
@@ -404,8 +306,6 @@ def _dynamics(ex, grid, store, configs, out_dir, plots, out):
                 if idx_c != idx:
                     continue
                 mask = compression_identified(pred, ref_pred)
-                from ..dynamics import modal_prediction
-
                 mod_m, mod_r = modal_prediction(pred), modal_prediction(ref_pred)
                 acc_m = float(np.mean(mod_m[mask] == y_test[mask])) if mask.any() else math.nan
                 acc_r = float(np.mean(mod_r[mask] == y_test[mask])) if mask.any() else math.nan
@@ -427,20 +327,20 @@ def _dynamics(ex, grid, store, configs, out_dir, plots, out):
                 continue
             per_update = [m["topology_forgotten_by_updates"] / m["topology_updates"] for m in ms if m["topology_updates"]]
             knocked = [100 * float(np.mean(st["topology_forgetting"].to_numpy() > 0)) for st in stats[c].values()]
-            topo_rows.append([cfgs[c]["label"], str(len(ms)), _ci([m["topology_updates"] for m in ms], 1), _ci(per_update, 1),
-                              _ci([m["topology_forgotten_by_updates"] for m in ms], 1),
-                              _ci([_nan_none(m.get("topology_forgotten_between_evaluations")) or math.nan for m in ms], 1),
-                              _ci([_nan_none(m.get("topology_ratio")) or math.nan for m in ms], 2),
-                              _ci([100 * m["topology_accuracy_drop"] for m in ms], 2), _ci(knocked, 1)])
-            share = _mean(per_update) / max(n_train, 1)
+            topo_rows.append([cfgs[c]["label"], str(len(ms)), ci_text([m["topology_updates"] for m in ms], 1), ci_text(per_update, 1),
+                              ci_text([m["topology_forgotten_by_updates"] for m in ms], 1),
+                              ci_text([nan_none(m.get("topology_forgotten_between_evaluations")) or math.nan for m in ms], 1),
+                              ci_text([nan_none(m.get("topology_ratio")) or math.nan for m in ms], 2),
+                              ci_text([100 * m["topology_accuracy_drop"] for m in ms], 2), ci_text(knocked, 1)])
+            share = mean_of(per_update) / max(n_train, 1)
             head_lines.append(
-                f"Topology updates of {cfgs[c]['label']}: each drop/grow step makes {_mean(per_update):.1f} training rows "
+                f"Topology updates of {cfgs[c]['label']}: each drop/grow step makes {mean_of(per_update):.1f} training rows "
                 f"({100 * share:.1f} %) go from right to wrong at once; over the run that is "
-                f"{_mean([m['topology_forgotten_by_updates'] for m in ms]):.0f} forgetting events from updates against "
-                f"{_mean([_nan_none(m.get('topology_forgotten_between_evaluations')) or math.nan for m in ms]):.0f} between "
-                f"consecutive evaluations (ratio {_mean([_nan_none(m.get('topology_ratio')) or math.nan for m in ms]):.2f}; above 1 "
+                f"{mean_of([m['topology_forgotten_by_updates'] for m in ms]):.0f} forgetting events from updates against "
+                f"{mean_of([nan_none(m.get('topology_forgotten_between_evaluations')) or math.nan for m in ms]):.0f} between "
+                f"consecutive evaluations (ratio {mean_of([nan_none(m.get('topology_ratio')) or math.nan for m in ms]):.2f}; above 1 "
                 f"means the next epoch relearns most of them); training accuracy drops by "
-                f"{100 * _mean([m['topology_accuracy_drop'] for m in ms]):.2f} points per update.")
+                f"{100 * mean_of([m['topology_accuracy_drop'] for m in ms]):.2f} points per update.")
         if topo_rows:
             out["detail"].append(("h", 3, f"{name}: forgetting caused by topology updates (mean ± 95 % CI over seeds)"))
             out["detail"].append(("table", ["model", "seeds", "updates", "rows forgotten per update", "forgotten by updates (total)",
@@ -448,7 +348,7 @@ def _dynamics(ex, grid, store, configs, out_dir, plots, out):
                                             "rows ever knocked out %"], topo_rows))
         out["head"].append(("ul", head_lines or ["(one seed per model: no agreement or noise floor can be computed)"]))
         if plots:
-            stem = R._slug(exp, dataset, mechanism, rate, rep, "dynamics")
+            stem = slug(exp, dataset, mechanism, rate, rep, "dynamics")
             for path, caption in _dynamics_plots(stats, cfgs, order, out_dir, stem, noise):
                 out["detail"].append(("img", path.relative_to(out_dir).as_posix(), caption))
     if summary_rows:
@@ -525,10 +425,7 @@ def _dynamics_plots(stats, cfgs, order, out_dir, stem, noise):
 
 
 # ---------------------------------------------------------------------- subsets
-def _subsets(frame, store, experiment, out_dir, plots, out):
-    import pandas as pd
-
-    R = _r()
+def subset_sections(frame, store, experiment, out_dir, plots, out):
     sub = store.table("subsets", experiment)
     if sub.empty:
         return
@@ -538,10 +435,10 @@ def _subsets(frame, store, experiment, out_dir, plots, out):
     sub["flops_train"] = [flops.get(k, math.nan) for k in sub["run_key"]]
     fit = dict(zip(frame["run_key"], frame["fit_time_s"].astype(float))) if "fit_time_s" in frame else {}
     sub["fit_time_s"] = [fit.get(k, math.nan) for k in sub["run_key"]]
-    sub["cfg"] = [_cfg_id(m, _nan_none(s), _nan_none(e)) for m, s, e in zip(sub["model"], sub["sparsity"], sub["epsilon"])]
-    sub["label"] = [_cfg_label(m, _nan_none(s), _nan_none(e)) for m, s, e in zip(sub["model"], sub["sparsity"], sub["epsilon"])]
+    sub["cfg"] = [cfg_id(m, nan_none(s), nan_none(e)) for m, s, e in zip(sub["model"], sub["sparsity"], sub["epsilon"])]
+    sub["label"] = [cfg_label(m, nan_none(s), nan_none(e)) for m, s, e in zip(sub["model"], sub["sparsity"], sub["epsilon"])]
     grid = frame[frame["kind"] == "grid"].copy()
-    grid["cfg"] = [_cfg_id(m, _nan_none(s), _nan_none(e)) for m, s, e in zip(grid["model"], grid["sparsity"], grid["epsilon"])]
+    grid["cfg"] = [cfg_id(m, nan_none(s), nan_none(e)) for m, s, e in zip(grid["model"], grid["sparsity"], grid["epsilon"])]
     out["head"].append(("h", 2, "Data subsets: training on the rows the statistics pick"))
     out["detail"].append(("h", 2, "Details: data subsets"))
     rows_csv = []
@@ -555,15 +452,13 @@ def _subsets(frame, store, experiment, out_dir, plots, out):
         dense_acc = dict(zip(dense_full["seed"], dense_full["accuracy"].astype(float)))
         dense_fit = (dict(zip(dense_full["seed"], dense_full["fit_time_s"].astype(float)))
                      if "fit_time_s" in dense_full else {})
-        from ..dynamics import STRATEGIES
-
         present = set(g["strategy"])
         strategies = [s for s in STRATEGIES if s in present] + sorted(present - set(STRATEGIES))
         fractions = sorted(g["fraction"].unique())
-        cfgs = sorted(g["cfg"].unique(), key=lambda c: (_order(c.split("|")[0]), c))
+        cfgs = sorted(g["cfg"].unique(), key=lambda c: (model_order(c.split("|")[0]), c))
         labels = dict(zip(g["cfg"], g["label"]))
         stats_from = g["stats_from"].iloc[0]
-        out["detail"].append(("h", 3, f"{name}: test accuracy on subsets chosen from {_cfg_label(stats_from, None, None)}'s statistics "
+        out["detail"].append(("h", 3, f"{name}: test accuracy on subsets chosen from {cfg_label(stats_from, None, None)}'s statistics "
                                       "(mean ± 95 % CI over seeds)"))
         table = []
         for c in cfgs:
@@ -572,10 +467,10 @@ def _subsets(frame, store, experiment, out_dir, plots, out):
                 cells = []
                 for f in fractions:
                     vals = g[(g["cfg"] == c) & (g["strategy"] == s) & (g["fraction"] == f)]["accuracy"].tolist()
-                    cells.append(_ci(vals))
+                    cells.append(ci_text(vals))
                     rows_csv.append({"experiment": exp, "dataset": dataset, "config": labels[c], "strategy": s, "fraction": f,
-                                     "accuracy": _mean(vals), "n": len(vals)})
-                table.append([labels[c], s, *cells, _ci(full)])
+                                     "accuracy": mean_of(vals), "n": len(vals)})
+                table.append([labels[c], s, *cells, ci_text(full)])
         out["detail"].append(("table", ["model", "strategy", *[f"{f:g} of rows" for f in fractions], "all rows"], table))
         if (g["noisy_kept"].fillna(0) > 0).any():
             ntable = []
@@ -593,7 +488,7 @@ def _subsets(frame, store, experiment, out_dir, plots, out):
             cells = []
             for f in fractions:
                 vals = g[(g["cfg"] == c) & (g["fraction"] == f)]["flops_ratio"].astype(float).tolist()
-                cells.append(f"{_mean(vals):.3g}")
+                cells.append(f"{mean_of(vals):.3g}")
             full = gp[gp["cfg"] == c]
             ratio_full = (full["flops_train"].astype(float).mean() / dense_full["flops_train"].astype(float).mean()
                           if len(dense_full) and len(full) else math.nan)
@@ -602,8 +497,6 @@ def _subsets(frame, store, experiment, out_dir, plots, out):
                                    f"together; source: {g['dense_full_source'].iloc[0]}):"))
         out["detail"].append(("table", ["model", *[f"{f:g} of rows" for f in fractions], "all rows"], ftable))
         # headline: per model and fraction, the best strategy vs random and vs dense on all rows
-        from .stats import paired, ratio_ci
-
         lines = []
         for c in cfgs:
             for f in fractions:
@@ -619,13 +512,13 @@ def _subsets(frame, store, experiment, out_dir, plots, out):
                     common = sorted(set(b) & set(rnd))
                     cmp = paired([b[s] for s in common], [rnd[s] for s in common])
                     text += (f", vs random {cmp.diff:+.3f} ({'significant' if cmp.significant else 'not significant'}, "
-                             f"{R._p_text(cmp.p_ttest)})")
+                             f"{p_text(cmp.p_ttest)})")
                 if dense_acc:
                     common = sorted(set(b) & set(dense_acc))
                     cmp = paired([b[s] for s in common], [dense_acc[s] for s in common])
                     verdict = ("significantly worse" if cmp.significant and cmp.diff < 0 else
                                "significantly better" if cmp.significant else "not significantly different")
-                    text += (f"; vs the dense MLP on all rows {cmp.diff:+.3f} ({verdict}, {R._p_text(cmp.p_ttest)})")
+                    text += (f"; vs the dense MLP on all rows {cmp.diff:+.3f} ({verdict}, {p_text(cmp.p_ttest)})")
                 ratio = at["flops_ratio"].astype(float).mean()
                 text += f"; training FLOPs {ratio:.3g}× the dense model's on all rows ({1 - ratio:.0%} saved)"
                 if dense_fit:
@@ -643,7 +536,7 @@ def _subsets(frame, store, experiment, out_dir, plots, out):
         out["head"].append(("h", 3, name))
         out["head"].append(("ul", lines))
         if plots:
-            path = _subset_plot(g, gp, strategies, fractions, cfgs, labels, dense_full, out_dir, R._slug(exp, dataset, mechanism, rate, rep, "subsets"))
+            path = _subset_plot(g, gp, strategies, fractions, cfgs, labels, dense_full, out_dir, slug(exp, dataset, mechanism, rate, rep, "subsets"))
             if path is not None:
                 out["detail"].append(("img", path.relative_to(out_dir).as_posix(),
                                       "test accuracy vs share of training rows kept, per strategy (1.0: the model on all rows; "
@@ -656,8 +549,6 @@ def _subset_plot(g, gp, strategies, fractions, cfgs, labels, dense_full, out_dir
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .stats import mean_ci
 
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -676,7 +567,7 @@ def _subset_plot(g, gp, strategies, fractions, cfgs, labels, dense_full, out_dir
                 m, h, _ = mean_ci(full)
                 xs.append(1.0), ys.append(m), es.append(0 if not np.isfinite(h) else h)
             handles[labels[c]] = ax.errorbar(xs, ys, yerr=es, capsize=2, marker="o", ms=3,
-                                             color=f"C{_order(c.split('|')[0]) % 10}")
+                                             color=f"C{model_order(c.split('|')[0]) % 10}")
         if len(dense_full):
             ax.axhline(float(dense_full["accuracy"].astype(float).mean()), color="k", ls=":", lw=1)
         ax.set_title(s, fontsize=9)
@@ -694,212 +585,3 @@ def _subset_plot(g, gp, strategies, fractions, cfgs, labels, dense_full, out_dir
     return path
 
 
-# ---------------------------------------------------------------------- continual
-def _continual(frame, store, experiment, out_dir, plots, out):
-    R = _r()
-    cont = store.table("continual", experiment)
-    if cont.empty:
-        return
-    cont["cfg"] = [_cfg_id(m, _nan_none(s), _nan_none(e)) for m, s, e in zip(cont["model"], cont["sparsity"], cont["epsilon"])]
-    cont["label"] = [_cfg_label(m, _nan_none(s), _nan_none(e)) for m, s, e in zip(cont["model"], cont["sparsity"], cont["epsilon"])]
-    out["head"].append(("h", 2, "Continual learning: how small a replay buffer overcomes catastrophic forgetting?"))
-    out["detail"].append(("h", 2, "Details: continual learning"))
-    out["head"].append(("p", f"ACC: mean accuracy over all tasks after the last one; BWT (backward transfer): mean change in "
-                             f"accuracy on each earlier task from just after learning it to the end (0: nothing forgotten; "
-                             f"−1: everything); forgetting: mean drop from each earlier task's best accuracy. Here a buffer "
-                             f"*overcomes catastrophic forgetting* when the mean BWT is at least {BWT_OK:+.2f}."))
-    rows_csv = []
-    for (exp, dataset, rep, scenario), g in cont.groupby(["experiment", "dataset", "representation", "scenario"], sort=True):
-        name = f"{dataset}, {scenario} ({exp})"
-        cfgs = sorted(g["cfg"].unique(), key=lambda c: (_order(c.split("|")[0]), c))
-        labels = dict(zip(g["cfg"], g["label"]))
-        from ..dynamics import STRATEGIES
-
-        present = set(g["replay"]) - {"none"}
-        strategies = [s for s in STRATEGIES if s in present] + sorted(present - set(STRATEGIES))
-        buffers = sorted(b for b in g["buffer_size"].unique() if b > 0)
-        n_train = int(g["n_train"].median())
-        n_tasks = int(g["n_tasks"].iloc[0])
-        out["head"].append(("h", 3, name))
-        out["head"].append(("p", f"{n_tasks} tasks, {n_train} training rows over all tasks ({n_train // n_tasks} per task); "
-                                 f"{g['seed'].nunique()} seeds; buffers of {', '.join(map(str, buffers)) or '–'} rows "
-                                 f"({', '.join(f'{100 * b / n_train:.1f}' for b in buffers)} % of the training rows)."))
-        table, head = [], []
-        head_table = []
-        for c in cfgs:
-            gc = g[g["cfg"] == c]
-            naive = gc[gc["replay"] == "none"]
-            for replay in (["none"] if len(naive) else []) + strategies:
-                for b in ([0] if replay == "none" else buffers):
-                    at = gc[(gc["replay"] == replay) & (gc["buffer_size"] == b)]
-                    if at.empty:
-                        continue
-                    table.append([labels[c], replay, "–" if replay == "none" else f"{b} ({100 * b / n_train:.1f} %)",
-                                  str(len(at)), _ci(at["average_accuracy"].astype(float)),
-                                  _ci(at["backward_transfer"].astype(float)), _ci(at["forgetting"].astype(float))])
-                    rows_csv.append({"experiment": exp, "dataset": dataset, "scenario": scenario, "config": labels[c],
-                                     "replay": replay, "buffer_size": b, "buffer_share": b / n_train, "n": len(at),
-                                     "average_accuracy": _mean(at["average_accuracy"].astype(float)),
-                                     "backward_transfer": _mean(at["backward_transfer"].astype(float)),
-                                     "forgetting": _mean(at["forgetting"].astype(float))})
-            # headline per model: naive, then the smallest buffer per strategy with BWT >= BWT_OK
-            parts = []
-            if len(naive):
-                parts.append(f"naive fine-tuning ACC {_ci(naive['average_accuracy'].astype(float))}, "
-                             f"BWT {_ci(naive['backward_transfer'].astype(float))}")
-            row = [labels[c], _ci(naive["backward_transfer"].astype(float)) if len(naive) else "–"]
-            naive_ok = len(naive) and _mean(naive["backward_transfer"].astype(float)) >= BWT_OK
-            if naive_ok:
-                parts.append(f"naive fine-tuning already keeps BWT ≥ {BWT_OK:+.2f}: no buffer needed")
-            for s in strategies:
-                if naive_ok:
-                    row.append("0 (naive)")
-                    continue
-                ok = None
-                for b in buffers:
-                    at = gc[(gc["replay"] == s) & (gc["buffer_size"] == b)]
-                    if len(at) and _mean(at["backward_transfer"].astype(float)) >= BWT_OK:
-                        ok = (b, at)
-                        break
-                if ok is None:
-                    parts.append(f"{s}: no buffer tried reaches BWT ≥ {BWT_OK:+.2f}"
-                                 + (f" (at {buffers[-1]} rows BWT {_ci(gc[(gc['replay'] == s) & (gc['buffer_size'] == buffers[-1])]['backward_transfer'].astype(float))})" if buffers else ""))
-                    row.append(f"> {buffers[-1]}" if buffers else "–")
-                else:
-                    b, at = ok
-                    parts.append(f"{s}: **{b} rows ({100 * b / n_train:.1f} % of the data)** give BWT "
-                                 f"{_ci(at['backward_transfer'].astype(float))}, ACC {_ci(at['average_accuracy'].astype(float))}")
-                    row.append(f"{b} ({100 * b / n_train:.1f} %)")
-            head.append(f"{labels[c]}: " + "; ".join(parts) + ".")
-            head_table.append(row)
-        out["head"].append(("ul", head))
-        if strategies:
-            out["head"].append(("p", f"Smallest buffer (rows, share of the training rows) whose mean BWT is ≥ {BWT_OK:+.2f}, per "
-                                     "replay strategy:"))
-            out["head"].append(("table", ["model", "naive BWT", *strategies], head_table))
-            bwt_rows = []
-            for c in cfgs:
-                gc = g[g["cfg"] == c]
-                naive = gc[gc["replay"] == "none"]["backward_transfer"].astype(float)
-                for s in strategies:
-                    cells = []
-                    for b in buffers:
-                        vals = gc[(gc["replay"] == s) & (gc["buffer_size"] == b)]["backward_transfer"].astype(float)
-                        cells.append(f"{_mean(vals):+.2f}" if len(vals) else "–")
-                    bwt_rows.append([labels[c], s, f"{_mean(naive):+.2f}" if len(naive) else "–", *cells])
-            out["head"].append(("p", "Mean BWT by buffer size (rows):"))
-            out["head"].append(("table", ["model", "strategy", "naive", *map(str, buffers)], bwt_rows))
-        # sparse vs dense at each buffer (random or the first strategy), paired by seed
-        from .stats import paired
-
-        dense = [c for c in cfgs if c.startswith("dense|")]
-        cmp_lines = []
-        if dense and strategies:
-            s0 = strategies[0]
-            for c in cfgs:
-                if c in dense:
-                    continue
-                for b in [0, *buffers]:
-                    replay = "none" if b == 0 else s0
-                    a = g[(g["cfg"] == c) & (g["replay"] == replay) & (g["buffer_size"] == b)]
-                    d = g[(g["cfg"] == dense[0]) & (g["replay"] == replay) & (g["buffer_size"] == b)]
-                    common = sorted(set(a["seed"]) & set(d["seed"]))
-                    if len(common) < 2:
-                        continue
-                    av = dict(zip(a["seed"], a["backward_transfer"].astype(float)))
-                    dv = dict(zip(d["seed"], d["backward_transfer"].astype(float)))
-                    cmp = paired([av[s] for s in common], [dv[s] for s in common])
-                    cmp_lines.append(f"{labels[c]} − dense MLP, {'naive' if b == 0 else f'{s0} {b} rows'}: BWT difference "
-                                     f"{R._fmt_interval(cmp.diff, cmp.diff_half_width)} ({R._p_text(cmp.p_ttest)})")
-        out["detail"].append(("h", 3, f"{name}: ACC, BWT and forgetting (mean ± 95 % CI over seeds)"))
-        out["detail"].append(("table", ["model", "replay", "buffer rows (share of data)", "n", "ACC", "BWT", "forgetting"], table))
-        if cmp_lines:
-            out["detail"].append(("p", "Sparse minus dense backward transfer, paired by seed:"))
-            out["detail"].append(("ul", cmp_lines))
-        if plots:
-            stem = R._slug(exp, dataset, rep, scenario, "continual")
-            for path, caption in _continual_plots(g, cfgs, labels, strategies, buffers, n_train, out_dir, stem):
-                out["detail"].append(("img", path.relative_to(out_dir).as_posix(), caption))
-    out["tables"]["continual_summary"] = rows_csv
-
-
-def _continual_plots(g, cfgs, labels, strategies, buffers, n_train, out_dir, stem):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .stats import mean_ci
-
-    fig_dir = out_dir / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    files = []
-    # BWT and ACC vs buffer size, one panel per model, a line per strategy
-    if strategies and buffers:
-        fig, axes = plt.subplots(2, len(cfgs), figsize=(4.0 * len(cfgs), 6.4), squeeze=False, sharex=True)
-        for col, c in enumerate(cfgs):
-            gc = g[g["cfg"] == c]
-            naive = gc[gc["replay"] == "none"]
-            for row, (metric, name) in enumerate((("backward_transfer", "BWT"), ("average_accuracy", "ACC"))):
-                ax = axes[row, col]
-                for i, s in enumerate(strategies):
-                    ys, es = [], []
-                    for b in buffers:
-                        m, h, _ = mean_ci(gc[(gc["replay"] == s) & (gc["buffer_size"] == b)][metric].astype(float).tolist())
-                        ys.append(m), es.append(0 if not np.isfinite(h) else h)
-                    ax.errorbar(buffers, ys, yerr=es, capsize=2, marker="o", ms=3, label=s, color=f"C{i}")
-                if len(naive):
-                    ax.axhline(float(naive[metric].astype(float).mean()), color="k", ls="--", lw=1, label="naive (no replay)")
-                if metric == "backward_transfer":
-                    ax.axhline(BWT_OK, color="grey", ls=":", lw=1)
-                    ax.set_title(labels[c], fontsize=9)
-                ax.set_xscale("log")
-                ax.grid(alpha=0.3)
-                if col == 0:
-                    ax.set_ylabel(name)
-                if row == 1:
-                    ax.set_xlabel(f"replay buffer (rows; {n_train} training rows in all)")
-        axes[0, 0].legend(fontsize=7)
-        fig.tight_layout()
-        path = fig_dir / f"{stem}_bwt_vs_buffer.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files.append((path, f"backward transfer (top; dotted: {BWT_OK:+.2f}) and average accuracy (bottom) vs buffer size, "
-                            "per model and replay strategy (dashed: naive fine-tuning)"))
-    # accuracy-matrix heatmaps: rows = models, columns = naive + the first strategy at each buffer size
-    columns = [("none", 0)] + ([(strategies[0], b) for b in buffers] if strategies else [])
-    columns = [cb for cb in columns if ((g["replay"] == cb[0]) & (g["buffer_size"] == cb[1])).any()]
-    if columns:
-        fig, axes = plt.subplots(len(cfgs), len(columns), figsize=(2.3 * len(columns) + 0.8, 2.3 * len(cfgs)), squeeze=False)
-        im = None
-        for i, c in enumerate(cfgs):
-            for j, (replay, b) in enumerate(columns):
-                ax = axes[i, j]
-                at = g[(g["cfg"] == c) & (g["replay"] == replay) & (g["buffer_size"] == b)]
-                if at.empty:
-                    ax.axis("off")
-                    continue
-                M = np.mean([np.asarray(json.loads(m), dtype=float) for m in at["accuracy_matrix"]], axis=0)
-                im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
-                T = M.shape[0]
-                if T <= 10:
-                    for (r_, c_), v in np.ndenumerate(M):
-                        text = f"{v:.2f}"
-                        ax.text(c_, r_, "1" if text.startswith("1") else text[1:], ha="center", va="center", fontsize=5,
-                                color="w" if v < 0.6 else "k")
-                ax.set_xticks(range(T))
-                ax.set_yticks(range(T))
-                ax.tick_params(labelsize=6)
-                if i == 0:
-                    ax.set_title("naive" if replay == "none" else f"{replay} {b}", fontsize=8)
-                if j == 0:
-                    ax.set_ylabel(f"{labels[c]}\nafter task", fontsize=7)
-                if i == len(cfgs) - 1:
-                    ax.set_xlabel("accuracy on task", fontsize=7)
-        if im is not None:
-            fig.colorbar(im, ax=axes, shrink=0.6, label="accuracy")
-        path = fig_dir / f"{stem}_accuracy_matrix.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        files.append((path, "accuracy matrices (mean over seeds): row i = after training task i, column j = accuracy on task j"))
-    return files
