@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -146,213 +147,276 @@ def _top_noisy(stats, by, k):
     return float(stats["noisy"].to_numpy()[order].mean())
 
 
+@dataclass
+class _Group:
+    """One (experiment, dataset, mechanism, rate, representation) of tracked runs, read once for its sections."""
+
+    exp: str
+    dataset: str
+    mechanism: str
+    rate: float
+    rep: str
+    g: pd.DataFrame  # its runs
+    metrics: dict  # run key -> metrics
+    k: float  # hardest k %
+    cfgs: dict  # configuration id -> {"model", "label", "runs": {seed (or (seed, fold)): run key}}
+    order: list  # configuration ids in reading order
+    ref_id: str  # the reference configuration
+    stats: dict  # configuration id -> {seed: training-row statistics}
+    tests: dict  # configuration id -> {seed: test-row labels and predictions}
+    noise: float  # share of flipped training labels
+    name: str
+    n_train: int
+
+
+def _group(point, g, ex, configs, metrics):
+    """A group's configurations, their per-seed statistics and its reference (None without one)."""
+    exp, dataset, mechanism, rate, rep = point
+    raw = configs.get(exp, {})
+    dyn = raw.get("dynamics", {}) if isinstance(raw.get("dynamics", {}), dict) else {}
+    k = float(dyn.get("k", 10.0))
+    models_present = sorted({m for m in g["model"]}, key=model_order)
+    ref_model = dyn.get("reference", "dense" if "dense" in models_present else models_present[0])
+    cfgs = {}
+    for _, r in g.iterrows():
+        cid = cfg_id(r["model"], nan_none(r["sparsity"]), nan_none(r["epsilon"]))
+        cfgs.setdefault(cid, {"model": r["model"], "label": cfg_label(r["model"], nan_none(r["sparsity"]), nan_none(r["epsilon"])),
+                              "runs": {}})
+        cfgs[cid]["runs"][int(r["seed"]) if pd.isna(r["fold"]) else (int(r["seed"]), int(r["fold"]))] = r["run_key"]
+    order = sorted(cfgs, key=lambda c: (model_order(cfgs[c]["model"]), c))
+    ref_ids = [c for c in order if cfgs[c]["model"] == ref_model]
+    if not ref_ids:
+        return None
+    ref_id = ref_ids[0]
+    ex_g = ex[ex["run_key"].isin(set(g["run_key"]))]
+    by_run = {key: _stats_frames(rows) for key, rows in ex_g.groupby("run_key")}
+    stats = {c: {s: by_run[key][0] for s, key in cfgs[c]["runs"].items() if key in by_run} for c in order}
+    tests = {c: {s: by_run[key][1] for s, key in cfgs[c]["runs"].items() if key in by_run} for c in order}
+    noise = float(np.mean([st["noisy"].mean() for st in stats[ref_id].values()])) if stats[ref_id] else 0.0
+    name = f"{dataset}" + (f", {mechanism} {rate:g}" if rate else "") + f", {rep} ({exp})"
+    n_train = len(next(iter(stats[ref_id].values()))) if stats[ref_id] else 0
+    return _Group(exp, dataset, mechanism, rate, rep, g, metrics, k, cfgs, order, ref_id, stats, tests, noise, name, n_train)
+
+
 def dynamics_sections(ex, grid, configs, out_dir, plots, out):
+    """The learning-dynamics sections: per group of tracked runs, per-model statistics, forgetting
+    against the reference, agreement against the noise floor, compression-identified exemplars,
+    forgetting by topology updates, and plots; the summary and agreement tables."""
     tracked_keys = set(ex["run_key"])
     runs = grid[grid["run_key"].isin(tracked_keys)]
     metrics = metrics_of(runs)
     out["head"].append(("h", 2, "Learning dynamics: which examples are hard, and do sparse networks agree?"))
     out["detail"].append(("h", 2, "Details: learning dynamics"))
     summary_rows = []
-    for (exp, dataset, mechanism, rate, rep), g in runs.groupby(["experiment", "dataset", "mechanism", "rate", "representation"],
-                                                                 sort=True, dropna=False):
-        raw = configs.get(exp, {})
-        dyn = raw.get("dynamics", {}) if isinstance(raw.get("dynamics", {}), dict) else {}
-        k = float(dyn.get("k", 10.0))
-        models_present = sorted({m for m in g["model"]}, key=model_order)
-        ref_model = dyn.get("reference", "dense" if "dense" in models_present else models_present[0])
-        cfgs = {}
-        for _, r in g.iterrows():
-            cid = cfg_id(r["model"], nan_none(r["sparsity"]), nan_none(r["epsilon"]))
-            cfgs.setdefault(cid, {"model": r["model"], "label": cfg_label(r["model"], nan_none(r["sparsity"]), nan_none(r["epsilon"])),
-                                  "runs": {}})
-            cfgs[cid]["runs"][int(r["seed"]) if pd.isna(r["fold"]) else (int(r["seed"]), int(r["fold"]))] = r["run_key"]
-        order = sorted(cfgs, key=lambda c: (model_order(cfgs[c]["model"]), c))
-        ref_ids = [c for c in order if cfgs[c]["model"] == ref_model]
-        if not ref_ids:
+    for point, g in runs.groupby(["experiment", "dataset", "mechanism", "rate", "representation"], sort=True, dropna=False):
+        G = _group(point, g, ex, configs, metrics)
+        if G is None:
             continue
-        ref_id = ref_ids[0]
-        ex_g = ex[ex["run_key"].isin(set(g["run_key"]))]
-        by_run = {key: _stats_frames(rows) for key, rows in ex_g.groupby("run_key")}
-        stats = {c: {s: by_run[key][0] for s, key in cfgs[c]["runs"].items() if key in by_run} for c in order}
-        tests = {c: {s: by_run[key][1] for s, key in cfgs[c]["runs"].items() if key in by_run} for c in order}
-        noise = float(np.mean([st["noisy"].mean() for st in stats[ref_id].values()])) if stats[ref_id] else 0.0
-        name = f"{dataset}" + (f", {mechanism} {rate:g}" if rate else "") + f", {rep} ({exp})"
-        n_seeds = len(stats[ref_id])
-        n_train = len(next(iter(stats[ref_id].values()))) if stats[ref_id] else 0
+        cfgs, order, ref_id, stats, k, noise, name = G.cfgs, G.order, G.ref_id, G.stats, G.k, G.noise, G.name
+        n_seeds, n_train = len(stats[ref_id]), G.n_train
         out["head"].append(("h", 3, name))
         out["head"].append(("p", f"{len(g)} tracked runs: {', '.join(cfgs[c]['label'] for c in order)}; {n_seeds} seeds on the "
                                  f"same {n_train} training rows" + (f", {noise:.0%} of their labels flipped" if noise else "")
                                  + f"; reference {cfgs[ref_id]['label']}; hardest k = {k:g} %."))
-
-        # --- per-model statistics
-        table = []
-        for c in order:
-            runs_c = cfgs[c]["runs"]
-            ms = [metrics[key] for key in runs_c.values() if key in metrics]
-            accs = [float(g.loc[g["run_key"] == key, "accuracy"].iloc[0]) for key in runs_c.values()]
-            row = [cfgs[c]["label"], str(len(runs_c)), ci_text(accs),
-                   ci_text([m.get("mean_forgetting_events", math.nan) for m in ms], 2),
-                   ci_text([100 * m.get("share_unforgettable", math.nan) for m in ms], 1),
-                   ci_text([100 * m.get("share_never_learned", math.nan) for m in ms], 1)]
-            row.append(ci_text([100 * v for v in _hard_clean_fitted(stats[ref_id], stats[c], k)], 1))
-            if noise:
-                row.append(ci_text([100 * m.get("noisy_fitted", math.nan) for m in ms], 1))
-                for by in ("forgetting", "el2n"):
-                    row.append(ci_text([100 * _top_noisy(st, by, k) for st in stats[c].values()], 1))
-            table.append(row)
-            summary_rows.append({"experiment": exp, "dataset": dataset, "representation": rep, "config": cfgs[c]["label"],
-                                 "model": cfgs[c]["model"], "n": len(runs_c), "accuracy": mean_of(accs),
-                                 "mean_forgetting_events": mean_of([m.get("mean_forgetting_events", math.nan) for m in ms]),
-                                 "share_unforgettable": mean_of([m.get("share_unforgettable", math.nan) for m in ms]),
-                                 "share_never_learned": mean_of([m.get("share_never_learned", math.nan) for m in ms])})
-        headers = ["model", "seeds", "test accuracy", "forgetting events / example", "unforgettable %", "never learned %",
-                   f"reference's hardest {k:g} % clean rows fitted %"]
-        if noise:
-            headers += ["flipped labels fitted %", f"flipped in hardest {k:g} % by forgetting", f"flipped in hardest {k:g} % by EL2N"]
-        out["head"].append(("p", "Per-example statistics per model (mean ± 95 % CI over seeds):"))
-        out["head"].append(("table", headers, table))
-        out["detail"].append(("h", 3, f"{name}: per-example statistics per model (mean ± 95 % CI over seeds)"))
-        out["detail"].append(("table", headers, table))
-        if noise:
-            out["detail"].append(("p", f"Label noise: {noise:.1%} of the training labels are flipped, so a ranking that put the "
-                                       f"flipped rows at random would have {100 * noise:.1f} % of them in its hardest {k:g} %."))
-        # forgetting vs the reference, paired by seed
-        ref_f = {s: metrics[key].get("mean_forgetting_events") for s, key in cfgs[ref_id]["runs"].items() if key in metrics}
-        lines = []
-        for c in order:
-            if c == ref_id:
-                continue
-            f = {s: metrics[key].get("mean_forgetting_events") for s, key in cfgs[c]["runs"].items() if key in metrics}
-            common = sorted(set(f) & set(ref_f), key=str)
-            cmp = paired([f[s] for s in common], [ref_f[s] for s in common])
-            lines.append(f"{cfgs[c]['label']} forgets {cmp.mean_a:.3f} times per example vs {cmp.mean_b:.3f} for "
-                         f"{cfgs[ref_id]['label']}: difference {fmt_interval(cmp.diff, cmp.diff_half_width)} "
-                         f"(paired t-test {p_text(cmp.p_ttest)}, n = {cmp.n}).")
-        if lines:
-            out["detail"].append(("ul", lines))
-
-        # --- agreement with the reference vs the noise floor
-        ag_rows, head_table, csv_rows = [], [], []
-        floor = _agreement(stats[ref_id], stats[ref_id], k) if len(stats[ref_id]) >= 2 else {}
-        head_scores = [(by, by_name) for by, by_name in SCORES if f"spearman_{by}" in floor]
-        for c in order:
-            own = _agreement(stats[c], stats[c], k) if len(stats[c]) >= 2 else {}
-            cross = _agreement(stats[c], stats[ref_id], k) if c != ref_id else floor
-            head_row = [cfgs[c]["label"]]
-            for by, by_name in SCORES:
-                for what in ("spearman", "overlap"):
-                    key = f"{what}_{by}"
-                    if key not in cross or key not in own or key not in floor:
-                        continue
-                    x, fl, ow = cross[key], floor[key], own[key]
-                    ceil_seeds = [math.sqrt(a * b) if a > 0 and b > 0 else math.nan for a, b in zip(fl, ow)]
-                    ceiling = math.sqrt(mean_of(fl) * mean_of(ow)) if mean_of(fl) > 0 and mean_of(ow) > 0 else math.nan
-                    ratio = mean_of(x) / ceiling if ceiling and np.isfinite(ceiling) else math.nan
-                    p = welch_p(x, ceil_seeds) if c != ref_id else None
-                    score = f"{by_name}: {'Spearman ρ' if what == 'spearman' else f'overlap of hardest {k:g} %'}"
-                    ag_rows.append([cfgs[c]["label"], score, ci_text(x), ci_text(fl), ci_text(ow), f"{ceiling:.3f}",
-                                    "–" if c == ref_id else f"{ratio:.3f}", fmt_p(p), "–" if c == ref_id else _verdict(ratio)])
-                    csv_rows.append({"experiment": exp, "dataset": dataset, "model": cfgs[c]["label"], "score": score,
-                                     "vs_reference": mean_of(x), "noise_floor": mean_of(fl), "own_seeds": mean_of(ow),
-                                     "ceiling": ceiling, "disattenuated": ratio, "p": p})
-                    if what == "spearman":
-                        head_row.append(f"{mean_of(x):.3f} / {ceiling:.3f} = {ratio:.2f}" if c != ref_id else f"floor {mean_of(fl):.3f}")
-            head_table.append(head_row)
-        if ag_rows:
-            out["detail"].append(("h", 3, f"{name}: do the models find the same examples hard? (vs {cfgs[ref_id]['label']})"))
-            out["detail"].append(("p", "Per-example rankings compared over pairs of different seeds: \"vs reference\" pairs the model's "
-                                       "seed i with the reference's seed j ≠ i, the noise floor pairs two reference seeds, \"own "
-                                       "seeds\" two seeds of the model (mean ± 95 % CI over seeds; each seed: the mean over its "
-                                       "pairs). Ceiling = √(noise floor × own seeds): what two noisy rankings of the *same* "
-                                       "hardness can reach; disattenuated = vs reference / ceiling (≥ 0.95: the same examples; "
-                                       "0.8–0.95: largely the same; < 0.8: different examples); p: Welch's t-test of vs reference "
-                                       "against the ceiling (approximate)."))
-            out["detail"].append(("table", ["model", "score", "vs reference", "noise floor (reference seeds)", "own seeds",
-                                            "ceiling", "disattenuated", "p", "verdict"], ag_rows))
-            out["tables"].setdefault("dynamics_agreement", []).extend(csv_rows)
-            out["head"].append(("p", f"Spearman ρ of per-example scores with {cfgs[ref_id]['label']} (different seeds) / the "
-                                     "ceiling that seed noise allows = disattenuated agreement (1: the same examples are hard):"))
-            out["head"].append(("table", ["model", *[n for _, n in head_scores]], head_table))
-        head_lines = []
-        for r in csv_rows:
-            if r["model"] == cfgs[ref_id]["label"] or "Spearman" not in r["score"]:
-                continue
-            if r["score"].startswith(("forgetting events", "EL2N")):
-                head_lines.append(f"{r['model']}, {r['score'].split(':')[0]}: ρ {r['vs_reference']:.3f} with the reference against a "
-                                  f"noise floor of {r['noise_floor']:.3f} and its own seeds' {r['own_seeds']:.3f}; disattenuated "
-                                  f"{r['disattenuated']:.2f}: **{_verdict(r['disattenuated'])}**.")
-
-        # --- compression-identified exemplars (test rows)
-        cie_rows = []
-        ref_tests = tests[ref_id]
-        if len(ref_tests) >= 2:
-            def stack(tt):
-                idx = sorted(set.intersection(*[set(t.index) for t in tt.values()]))
-                return (np.stack([t.loc[idx, "prediction"].to_numpy() for t in tt.values()]),
-                        next(iter(tt.values())).loc[idx, "label"].to_numpy(), idx)
-
-            ref_pred, y_test, idx = stack(ref_tests)
-            seeds_sorted = sorted(ref_tests, key=str)
-            half = len(seeds_sorted) // 2
-            a = np.stack([ref_tests[s].loc[idx, "prediction"].to_numpy() for s in seeds_sorted[:half]])
-            b = np.stack([ref_tests[s].loc[idx, "prediction"].to_numpy() for s in seeds_sorted[half:]])
-            floor_mask = compression_identified(a, b)
-            cie_rows.append([f"{cfgs[ref_id]['label']} (seeds {len(seeds_sorted[:half])} vs {len(seeds_sorted[half:])}: noise "
-                             "reference)", str(int(floor_mask.sum())), f"{100 * floor_mask.mean():.1f}", "–", "–"])
-            for c in order:
-                if c == ref_id or len(tests[c]) < 1:
-                    continue
-                pred, _, idx_c = stack(tests[c])
-                if idx_c != idx:
-                    continue
-                mask = compression_identified(pred, ref_pred)
-                mod_m, mod_r = modal_prediction(pred), modal_prediction(ref_pred)
-                acc_m = float(np.mean(mod_m[mask] == y_test[mask])) if mask.any() else math.nan
-                acc_r = float(np.mean(mod_r[mask] == y_test[mask])) if mask.any() else math.nan
-                cie_rows.append([cfgs[c]["label"], str(int(mask.sum())), f"{100 * mask.mean():.1f}",
-                                 "–" if math.isnan(acc_m) else f"{acc_m:.3f}", "–" if math.isnan(acc_r) else f"{acc_r:.3f}"])
-                head_lines.append(f"Compression-identified exemplars of {cfgs[c]['label']}: {int(mask.sum())} of {mask.size} test rows "
-                                  f"({100 * mask.mean():.1f} %) get a different modal prediction than {cfgs[ref_id]['label']}'s "
-                                  f"(two halves of the reference's own seeds disagree on {int(floor_mask.sum())})"
-                                  + (f"; on them the model is right on {acc_m:.0%}, the reference on {acc_r:.0%}." if mask.any() else "."))
-            out["detail"].append(("h", 3, f"{name}: compression-identified exemplars (test rows; modal prediction over seeds)"))
-            out["detail"].append(("table", ["model", "rows", "% of test rows", "model accuracy on them",
-                                            "reference accuracy on them"], cie_rows))
-
-        # --- topology updates
-        topo_rows = []
-        for c in order:
-            ms = [metrics[key] for key in cfgs[c]["runs"].values() if key in metrics and "topology_updates" in metrics[key]]
-            if not ms:
-                continue
-            per_update = [m["topology_forgotten_by_updates"] / m["topology_updates"] for m in ms if m["topology_updates"]]
-            knocked = [100 * float(np.mean(st["topology_forgetting"].to_numpy() > 0)) for st in stats[c].values()]
-            topo_rows.append([cfgs[c]["label"], str(len(ms)), ci_text([m["topology_updates"] for m in ms], 1), ci_text(per_update, 1),
-                              ci_text([m["topology_forgotten_by_updates"] for m in ms], 1),
-                              ci_text([nan_none(m.get("topology_forgotten_between_evaluations")) or math.nan for m in ms], 1),
-                              ci_text([nan_none(m.get("topology_ratio")) or math.nan for m in ms], 2),
-                              ci_text([100 * m["topology_accuracy_drop"] for m in ms], 2), ci_text(knocked, 1)])
-            share = mean_of(per_update) / max(n_train, 1)
-            head_lines.append(
-                f"Topology updates of {cfgs[c]['label']}: each drop/grow step makes {mean_of(per_update):.1f} training rows "
-                f"({100 * share:.1f} %) go from right to wrong at once; over the run that is "
-                f"{mean_of([m['topology_forgotten_by_updates'] for m in ms]):.0f} forgetting events from updates against "
-                f"{mean_of([nan_none(m.get('topology_forgotten_between_evaluations')) or math.nan for m in ms]):.0f} between "
-                f"consecutive evaluations (ratio {mean_of([nan_none(m.get('topology_ratio')) or math.nan for m in ms]):.2f}; above 1 "
-                f"means the next epoch relearns most of them); training accuracy drops by "
-                f"{100 * mean_of([m['topology_accuracy_drop'] for m in ms]):.2f} points per update.")
-        if topo_rows:
-            out["detail"].append(("h", 3, f"{name}: forgetting caused by topology updates (mean ± 95 % CI over seeds)"))
-            out["detail"].append(("table", ["model", "seeds", "updates", "rows forgotten per update", "forgotten by updates (total)",
-                                            "forgotten between evaluations", "ratio", "train-accuracy drop per update (points)",
-                                            "rows ever knocked out %"], topo_rows))
+        _per_model_blocks(G, out, summary_rows)
+        _forgetting_vs_reference(G, out)
+        head_lines = _agreement_blocks(G, out)
+        _cie_blocks(G, out, head_lines)
+        _topology_blocks(G, out, head_lines)
         out["head"].append(("ul", head_lines or ["(one seed per model: no agreement or noise floor can be computed)"]))
         if plots:
-            stem = slug(exp, dataset, mechanism, rate, rep, "dynamics")
+            stem = slug(G.exp, G.dataset, G.mechanism, G.rate, G.rep, "dynamics")
             for path, caption in _dynamics_plots(stats, cfgs, order, out_dir, stem, noise):
                 out["detail"].append(("img", path.relative_to(out_dir).as_posix(), caption))
     if summary_rows:
         out["tables"]["dynamics_summary"] = summary_rows
+
+
+def _per_model_blocks(G, out, summary_rows):
+    """Per-example statistics per model (mean ± 95 % CI over seeds); a summary row per configuration."""
+    g, cfgs, order, ref_id, stats, exp, dataset = G.g, G.cfgs, G.order, G.ref_id, G.stats, G.exp, G.dataset
+    rep, k, noise, name, metrics = G.rep, G.k, G.noise, G.name, G.metrics
+    # --- per-model statistics
+    table = []
+    for c in order:
+        runs_c = cfgs[c]["runs"]
+        ms = [metrics[key] for key in runs_c.values() if key in metrics]
+        accs = [float(g.loc[g["run_key"] == key, "accuracy"].iloc[0]) for key in runs_c.values()]
+        row = [cfgs[c]["label"], str(len(runs_c)), ci_text(accs),
+               ci_text([m.get("mean_forgetting_events", math.nan) for m in ms], 2),
+               ci_text([100 * m.get("share_unforgettable", math.nan) for m in ms], 1),
+               ci_text([100 * m.get("share_never_learned", math.nan) for m in ms], 1)]
+        row.append(ci_text([100 * v for v in _hard_clean_fitted(stats[ref_id], stats[c], k)], 1))
+        if noise:
+            row.append(ci_text([100 * m.get("noisy_fitted", math.nan) for m in ms], 1))
+            for by in ("forgetting", "el2n"):
+                row.append(ci_text([100 * _top_noisy(st, by, k) for st in stats[c].values()], 1))
+        table.append(row)
+        summary_rows.append({"experiment": exp, "dataset": dataset, "representation": rep, "config": cfgs[c]["label"],
+                             "model": cfgs[c]["model"], "n": len(runs_c), "accuracy": mean_of(accs),
+                             "mean_forgetting_events": mean_of([m.get("mean_forgetting_events", math.nan) for m in ms]),
+                             "share_unforgettable": mean_of([m.get("share_unforgettable", math.nan) for m in ms]),
+                             "share_never_learned": mean_of([m.get("share_never_learned", math.nan) for m in ms])})
+    headers = ["model", "seeds", "test accuracy", "forgetting events / example", "unforgettable %", "never learned %",
+               f"reference's hardest {k:g} % clean rows fitted %"]
+    if noise:
+        headers += ["flipped labels fitted %", f"flipped in hardest {k:g} % by forgetting", f"flipped in hardest {k:g} % by EL2N"]
+    out["head"].append(("p", "Per-example statistics per model (mean ± 95 % CI over seeds):"))
+    out["head"].append(("table", headers, table))
+    out["detail"].append(("h", 3, f"{name}: per-example statistics per model (mean ± 95 % CI over seeds)"))
+    out["detail"].append(("table", headers, table))
+    if noise:
+        out["detail"].append(("p", f"Label noise: {noise:.1%} of the training labels are flipped, so a ranking that put the "
+                                   f"flipped rows at random would have {100 * noise:.1f} % of them in its hardest {k:g} %."))
+
+
+def _forgetting_vs_reference(G, out):
+    """Forgetting events per example of every model against the reference, paired by seed."""
+    cfgs, order, ref_id, metrics = G.cfgs, G.order, G.ref_id, G.metrics
+    # forgetting vs the reference, paired by seed
+    ref_f = {s: metrics[key].get("mean_forgetting_events") for s, key in cfgs[ref_id]["runs"].items() if key in metrics}
+    lines = []
+    for c in order:
+        if c == ref_id:
+            continue
+        f = {s: metrics[key].get("mean_forgetting_events") for s, key in cfgs[c]["runs"].items() if key in metrics}
+        common = sorted(set(f) & set(ref_f), key=str)
+        cmp = paired([f[s] for s in common], [ref_f[s] for s in common])
+        lines.append(f"{cfgs[c]['label']} forgets {cmp.mean_a:.3f} times per example vs {cmp.mean_b:.3f} for "
+                     f"{cfgs[ref_id]['label']}: difference {fmt_interval(cmp.diff, cmp.diff_half_width)} "
+                     f"(paired t-test {p_text(cmp.p_ttest)}, n = {cmp.n}).")
+    if lines:
+        out["detail"].append(("ul", lines))
+
+
+def _agreement_blocks(G, out):
+    """Agreement with the reference against the noise floor; the headline lines it gives."""
+    cfgs, order, ref_id, stats, exp, dataset = G.cfgs, G.order, G.ref_id, G.stats, G.exp, G.dataset
+    k, name = G.k, G.name
+    # --- agreement with the reference vs the noise floor
+    ag_rows, head_table, csv_rows = [], [], []
+    floor = _agreement(stats[ref_id], stats[ref_id], k) if len(stats[ref_id]) >= 2 else {}
+    head_scores = [(by, by_name) for by, by_name in SCORES if f"spearman_{by}" in floor]
+    for c in order:
+        own = _agreement(stats[c], stats[c], k) if len(stats[c]) >= 2 else {}
+        cross = _agreement(stats[c], stats[ref_id], k) if c != ref_id else floor
+        head_row = [cfgs[c]["label"]]
+        for by, by_name in SCORES:
+            for what in ("spearman", "overlap"):
+                key = f"{what}_{by}"
+                if key not in cross or key not in own or key not in floor:
+                    continue
+                x, fl, ow = cross[key], floor[key], own[key]
+                ceil_seeds = [math.sqrt(a * b) if a > 0 and b > 0 else math.nan for a, b in zip(fl, ow)]
+                ceiling = math.sqrt(mean_of(fl) * mean_of(ow)) if mean_of(fl) > 0 and mean_of(ow) > 0 else math.nan
+                ratio = mean_of(x) / ceiling if ceiling and np.isfinite(ceiling) else math.nan
+                p = welch_p(x, ceil_seeds) if c != ref_id else None
+                score = f"{by_name}: {'Spearman ρ' if what == 'spearman' else f'overlap of hardest {k:g} %'}"
+                ag_rows.append([cfgs[c]["label"], score, ci_text(x), ci_text(fl), ci_text(ow), f"{ceiling:.3f}",
+                                "–" if c == ref_id else f"{ratio:.3f}", fmt_p(p), "–" if c == ref_id else _verdict(ratio)])
+                csv_rows.append({"experiment": exp, "dataset": dataset, "model": cfgs[c]["label"], "score": score,
+                                 "vs_reference": mean_of(x), "noise_floor": mean_of(fl), "own_seeds": mean_of(ow),
+                                 "ceiling": ceiling, "disattenuated": ratio, "p": p})
+                if what == "spearman":
+                    head_row.append(f"{mean_of(x):.3f} / {ceiling:.3f} = {ratio:.2f}" if c != ref_id else f"floor {mean_of(fl):.3f}")
+        head_table.append(head_row)
+    if ag_rows:
+        out["detail"].append(("h", 3, f"{name}: do the models find the same examples hard? (vs {cfgs[ref_id]['label']})"))
+        out["detail"].append(("p", "Per-example rankings compared over pairs of different seeds: \"vs reference\" pairs the model's "
+                                   "seed i with the reference's seed j ≠ i, the noise floor pairs two reference seeds, \"own "
+                                   "seeds\" two seeds of the model (mean ± 95 % CI over seeds; each seed: the mean over its "
+                                   "pairs). Ceiling = √(noise floor × own seeds): what two noisy rankings of the *same* "
+                                   "hardness can reach; disattenuated = vs reference / ceiling (≥ 0.95: the same examples; "
+                                   "0.8–0.95: largely the same; < 0.8: different examples); p: Welch's t-test of vs reference "
+                                   "against the ceiling (approximate)."))
+        out["detail"].append(("table", ["model", "score", "vs reference", "noise floor (reference seeds)", "own seeds",
+                                        "ceiling", "disattenuated", "p", "verdict"], ag_rows))
+        out["tables"].setdefault("dynamics_agreement", []).extend(csv_rows)
+        out["head"].append(("p", f"Spearman ρ of per-example scores with {cfgs[ref_id]['label']} (different seeds) / the "
+                                 "ceiling that seed noise allows = disattenuated agreement (1: the same examples are hard):"))
+        out["head"].append(("table", ["model", *[n for _, n in head_scores]], head_table))
+    head_lines = []
+    for r in csv_rows:
+        if r["model"] == cfgs[ref_id]["label"] or "Spearman" not in r["score"]:
+            continue
+        if r["score"].startswith(("forgetting events", "EL2N")):
+            head_lines.append(f"{r['model']}, {r['score'].split(':')[0]}: ρ {r['vs_reference']:.3f} with the reference against a "
+                              f"noise floor of {r['noise_floor']:.3f} and its own seeds' {r['own_seeds']:.3f}; disattenuated "
+                              f"{r['disattenuated']:.2f}: **{_verdict(r['disattenuated'])}**.")
+    return head_lines
+
+
+def _cie_blocks(G, out, head_lines):
+    """Compression-identified exemplars: test rows whose modal prediction differs from the reference's."""
+    cfgs, order, ref_id, tests, name = G.cfgs, G.order, G.ref_id, G.tests, G.name
+    # --- compression-identified exemplars (test rows)
+    cie_rows = []
+    ref_tests = tests[ref_id]
+    if len(ref_tests) >= 2:
+        def stack(tt):
+            idx = sorted(set.intersection(*[set(t.index) for t in tt.values()]))
+            return (np.stack([t.loc[idx, "prediction"].to_numpy() for t in tt.values()]),
+                    next(iter(tt.values())).loc[idx, "label"].to_numpy(), idx)
+
+        ref_pred, y_test, idx = stack(ref_tests)
+        seeds_sorted = sorted(ref_tests, key=str)
+        half = len(seeds_sorted) // 2
+        a = np.stack([ref_tests[s].loc[idx, "prediction"].to_numpy() for s in seeds_sorted[:half]])
+        b = np.stack([ref_tests[s].loc[idx, "prediction"].to_numpy() for s in seeds_sorted[half:]])
+        floor_mask = compression_identified(a, b)
+        cie_rows.append([f"{cfgs[ref_id]['label']} (seeds {len(seeds_sorted[:half])} vs {len(seeds_sorted[half:])}: noise "
+                         "reference)", str(int(floor_mask.sum())), f"{100 * floor_mask.mean():.1f}", "–", "–"])
+        for c in order:
+            if c == ref_id or len(tests[c]) < 1:
+                continue
+            pred, _, idx_c = stack(tests[c])
+            if idx_c != idx:
+                continue
+            mask = compression_identified(pred, ref_pred)
+            mod_m, mod_r = modal_prediction(pred), modal_prediction(ref_pred)
+            acc_m = float(np.mean(mod_m[mask] == y_test[mask])) if mask.any() else math.nan
+            acc_r = float(np.mean(mod_r[mask] == y_test[mask])) if mask.any() else math.nan
+            cie_rows.append([cfgs[c]["label"], str(int(mask.sum())), f"{100 * mask.mean():.1f}",
+                             "–" if math.isnan(acc_m) else f"{acc_m:.3f}", "–" if math.isnan(acc_r) else f"{acc_r:.3f}"])
+            head_lines.append(f"Compression-identified exemplars of {cfgs[c]['label']}: {int(mask.sum())} of {mask.size} test rows "
+                              f"({100 * mask.mean():.1f} %) get a different modal prediction than {cfgs[ref_id]['label']}'s "
+                              f"(two halves of the reference's own seeds disagree on {int(floor_mask.sum())})"
+                              + (f"; on them the model is right on {acc_m:.0%}, the reference on {acc_r:.0%}." if mask.any() else "."))
+        out["detail"].append(("h", 3, f"{name}: compression-identified exemplars (test rows; modal prediction over seeds)"))
+        out["detail"].append(("table", ["model", "rows", "% of test rows", "model accuracy on them",
+                                        "reference accuracy on them"], cie_rows))
+
+
+def _topology_blocks(G, out, head_lines):
+    """Forgetting caused by topology updates (drop/grow steps)."""
+    cfgs, order, stats, name, metrics, n_train = G.cfgs, G.order, G.stats, G.name, G.metrics, G.n_train
+    # --- topology updates
+    topo_rows = []
+    for c in order:
+        ms = [metrics[key] for key in cfgs[c]["runs"].values() if key in metrics and "topology_updates" in metrics[key]]
+        if not ms:
+            continue
+        per_update = [m["topology_forgotten_by_updates"] / m["topology_updates"] for m in ms if m["topology_updates"]]
+        knocked = [100 * float(np.mean(st["topology_forgetting"].to_numpy() > 0)) for st in stats[c].values()]
+        topo_rows.append([cfgs[c]["label"], str(len(ms)), ci_text([m["topology_updates"] for m in ms], 1), ci_text(per_update, 1),
+                          ci_text([m["topology_forgotten_by_updates"] for m in ms], 1),
+                          ci_text([nan_none(m.get("topology_forgotten_between_evaluations")) or math.nan for m in ms], 1),
+                          ci_text([nan_none(m.get("topology_ratio")) or math.nan for m in ms], 2),
+                          ci_text([100 * m["topology_accuracy_drop"] for m in ms], 2), ci_text(knocked, 1)])
+        share = mean_of(per_update) / max(n_train, 1)
+        head_lines.append(
+            f"Topology updates of {cfgs[c]['label']}: each drop/grow step makes {mean_of(per_update):.1f} training rows "
+            f"({100 * share:.1f} %) go from right to wrong at once; over the run that is "
+            f"{mean_of([m['topology_forgotten_by_updates'] for m in ms]):.0f} forgetting events from updates against "
+            f"{mean_of([nan_none(m.get('topology_forgotten_between_evaluations')) or math.nan for m in ms]):.0f} between "
+            f"consecutive evaluations (ratio {mean_of([nan_none(m.get('topology_ratio')) or math.nan for m in ms]):.2f}; above 1 "
+            f"means the next epoch relearns most of them); training accuracy drops by "
+            f"{100 * mean_of([m['topology_accuracy_drop'] for m in ms]):.2f} points per update.")
+    if topo_rows:
+        out["detail"].append(("h", 3, f"{name}: forgetting caused by topology updates (mean ± 95 % CI over seeds)"))
+        out["detail"].append(("table", ["model", "seeds", "updates", "rows forgotten per update", "forgotten by updates (total)",
+                                        "forgotten between evaluations", "ratio", "train-accuracy drop per update (points)",
+                                        "rows ever knocked out %"], topo_rows))
 
 
 def _dynamics_plots(stats, cfgs, order, out_dir, stem, noise):
