@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from .. import __version__
 from ..train import Callback
 from .record import RunSpec
 from .seeding import stable_seed
@@ -83,8 +84,6 @@ def library_versions() -> dict:
     import scipy
     import sklearn
     import torch
-
-    from .. import __version__  # the package's own version (the package is initialised by now)
 
     versions = {"dualsparse": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
                 "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "torch": torch.__version__}
