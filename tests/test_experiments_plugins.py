@@ -96,6 +96,15 @@ def test_a_study_kind_from_outside_plugs_into_config_runs_store_and_report(toy, 
     assert export_results(tmp_path / "r.sqlite", "csv", out=tmp_path / "toy.csv", table="toy_rows") == 9
 
 
+def test_a_plug_in_kind_runs_in_worker_processes_too(toy, tmp_path):
+    """Spawned workers import only the built-in kinds: the driver sends the kind with each run."""
+    cfg = loads_config(textwrap.dedent(BASE) + "\n[toy]\nrepeats = 2\n", default_name="plug")
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        summary = run_sweep(cfg, store, jobs=2, quiet=True)
+        assert summary.failed == 0 and summary.ran == 4
+        assert store.count_rows("toy_rows") == 6
+
+
 def test_a_study_kinds_section_is_validated_with_the_rest(toy):
     with pytest.raises(ConfigError) as err:
         loads_config(textwrap.dedent(BASE) + "\n[toy]\nrepeats = 0\nrepaets = 2\n")

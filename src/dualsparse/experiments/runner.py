@@ -165,11 +165,14 @@ class thread_limits:
 
 
 # ---------------------------------------------------------------------- one run
-def execute_run(spec: dict, threads: int | None = None, callbacks=None, payload: dict | None = None) -> dict:
+def execute_run(spec: dict, threads: int | None = None, callbacks=None, payload: dict | None = None,
+                kind=None) -> dict:
     """Run one grid point and return its result row (or a failure record; never raises).
 
     ``payload``: what the driver took from the store for a run of phase 1 (a subset run's rows,
-    see :meth:`.study.StudyKind.prepare`); None for the others.
+    see :meth:`.study.StudyKind.prepare`); None for the others. ``kind``: the study kind that
+    executes it (by default the registered one that claims it; the driver sends its own to worker
+    processes, where a kind registered only in the driver is not known).
     """
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -179,7 +182,7 @@ def execute_run(spec: dict, threads: int | None = None, callbacks=None, payload:
         limit_threads(threads)
         with warnings.catch_warnings(record=True) as caught, PeakMemory() as mem:
             warnings.simplefilter("always")
-            result = kind_for(run).execute(run, callbacks, payload)
+            result = (kind or kind_for(run)).execute(run, callbacks, payload)
         result.update({
             "warnings": _unique_warnings(caught),
             "status": "ok",
@@ -242,8 +245,8 @@ def _exit_with_parent(parent_pid, interval: float = 0.5):
             os._exit(1)
 
 
-def _run_in_worker(spec, threads, payload=None):
-    return execute_run(spec, threads=threads, payload=payload)
+def _run_in_worker(spec, threads, payload=None, kind=None):
+    return execute_run(spec, threads=threads, payload=payload, kind=kind)
 
 
 def run_sweep(config, store, *, jobs: int = 1, dask: str | None = None, quiet: bool = False,
@@ -363,7 +366,7 @@ class _ProcessBackend:
         if self.pool is None:
             self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
                                             initializer=_worker_init, initargs=(self.threads, os.getpid()))
-        futures = {self.pool.submit(_run_in_worker, s.to_dict(), self.threads, p): s for s, p in items}
+        futures = {self.pool.submit(_run_in_worker, s.to_dict(), self.threads, p, kind_for(s)): s for s, p in items}
         for fut in as_completed(futures):
             spec = futures[fut]
             try:
@@ -411,7 +414,8 @@ class _DaskBackend:
             self._connect()
         futures = {}
         for s, p in items:
-            fut = self.client.submit(_run_in_worker, s.to_dict(), self.threads, p, key=f"dualsparse-run-{s.key}", pure=False)
+            fut = self.client.submit(_run_in_worker, s.to_dict(), self.threads, p, kind_for(s), key=f"dualsparse-run-{s.key}",
+                                     pure=False)
             futures[fut] = s
         for fut in as_completed(list(futures)):
             spec = futures[fut]
