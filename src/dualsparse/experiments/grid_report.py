@@ -343,7 +343,7 @@ def comparisons(df, summary, task, use_val) -> list[dict]:
 
 # ---------------------------------------------------------------------- tables and plots
 def _config_order(summary):
-    """(config_id, label) pairs in a stable reading order: MLPs dense, static, set, rigl, then baselines."""
+    """(config_id, label) pairs in a stable reading order: the models in list_models() order (MLPs by registration, then baselines)."""
     order = {m: i for i, m in enumerate(list_models())}
     configs = summary.drop_duplicates("config_id")
     key = lambda r: (order.get(r["model"], 99), r["representation"],  # noqa: E731

@@ -16,7 +16,7 @@ import numpy as np
 from ..data import ampute_split, make_representation
 from .config import NAN_REPRESENTATIONS, model_params, sparsity_levels
 from .grid_report import grid_sections
-from .models import baseline_flops, make_estimator, model_info
+from .models import baseline_density, baseline_flops, make_estimator, model_info
 from .record import RunSpec
 from .rundata import flip_labels, is_sparse, load, missing_fraction, mlp_density, mlp_flops, score, split_indices
 from .seeding import stable_seed
@@ -151,7 +151,7 @@ def fit_and_score(spec: RunSpec, rows: RunRows, est, fit_rows=None) -> dict:
         flops, density, epochs = mlp_flops(est), mlp_density(est), int(est.n_iter_)
     else:
         flops = baseline_flops(spec.model, est, rows.Z_train.shape[1], len(rows.train))
-        density = None if spec.model == "hgb" else 1.0
+        density = baseline_density(spec.model)
         epochs = int(np.max(np.atleast_1d(est.n_iter_))) if getattr(est, "n_iter_", None) is not None else None
     return {
         "metrics": metrics, "flops": flops, "density": density, "epochs": epochs,

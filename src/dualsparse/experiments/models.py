@@ -69,12 +69,14 @@ class Baseline:
     info: ModelInfo
     classes: dict  # task -> estimator class
     defaults: dict = field(default_factory=dict)
+    density: float | None = 1.0  # share of weights live (dense models: 1; None: a model without weights)
 
 
 _BASELINES = {
     "hgb": Baseline(ModelInfo("hgb", "HistGradientBoosting", "baseline", False, True, False, TASKS,
                               "gradient-boosted trees; takes NaN natively"),
-                    {"classification": HistGradientBoostingClassifier, "regression": HistGradientBoostingRegressor}),
+                    {"classification": HistGradientBoostingClassifier, "regression": HistGradientBoostingRegressor},
+                    density=None),
     "logreg": Baseline(ModelInfo("logreg", "logistic regression", "baseline", False, False, True, ("classification",)),
                        {"classification": LogisticRegression}, {"max_iter": 1000}),
     "ridge": Baseline(ModelInfo("ridge", "ridge regression", "baseline", False, False, True, ("regression",)),
@@ -208,6 +210,11 @@ def _check_density(est, kind, value, n_in):
         layer_densities(shapes, est.distribution, sparsity=value)
     elif kind == "epsilon":
         layer_densities(shapes, est.distribution, epsilon=value)
+
+
+def baseline_density(name: str) -> float | None:
+    """What a baseline's run stores as density: 1.0 for the dense ones, None for trees."""
+    return _BASELINES[name].density
 
 
 def baseline_flops(name: str, est, n_features: int, n_train: int) -> dict:
