@@ -22,6 +22,9 @@ BWT_OK = -0.10  # backward transfer at or above this "overcomes catastrophic for
 
 # ---------------------------------------------------------------------- continual
 def continual_sections(store, experiment, out_dir, plots, out):
+    """The continual-learning sections: per (experiment, dataset, representation, scenario), ACC / BWT /
+    forgetting per model, replay strategy and buffer, the smallest buffer that keeps BWT at or above
+    BWT_OK, sparse minus dense BWT, plots; the summary table."""
     cont = store.table("continual", experiment)
     if cont.empty:
         return
@@ -65,35 +68,8 @@ def continual_sections(store, experiment, out_dir, plots, out):
                                      "average_accuracy": mean_of(at["average_accuracy"].astype(float)),
                                      "backward_transfer": mean_of(at["backward_transfer"].astype(float)),
                                      "forgetting": mean_of(at["forgetting"].astype(float))})
-            # headline per model: naive, then the smallest buffer per strategy with BWT >= BWT_OK
-            parts = []
-            if len(naive):
-                parts.append(f"naive fine-tuning ACC {ci_text(naive['average_accuracy'].astype(float))}, "
-                             f"BWT {ci_text(naive['backward_transfer'].astype(float))}")
-            row = [labels[c], ci_text(naive["backward_transfer"].astype(float)) if len(naive) else "–"]
-            naive_ok = len(naive) and mean_of(naive["backward_transfer"].astype(float)) >= BWT_OK
-            if naive_ok:
-                parts.append(f"naive fine-tuning already keeps BWT ≥ {BWT_OK:+.2f}: no buffer needed")
-            for s in strategies:
-                if naive_ok:
-                    row.append("0 (naive)")
-                    continue
-                ok = None
-                for b in buffers:
-                    at = gc[(gc["replay"] == s) & (gc["buffer_size"] == b)]
-                    if len(at) and mean_of(at["backward_transfer"].astype(float)) >= BWT_OK:
-                        ok = (b, at)
-                        break
-                if ok is None:
-                    parts.append(f"{s}: no buffer tried reaches BWT ≥ {BWT_OK:+.2f}"
-                                 + (f" (at {buffers[-1]} rows BWT {ci_text(gc[(gc['replay'] == s) & (gc['buffer_size'] == buffers[-1])]['backward_transfer'].astype(float))})" if buffers else ""))
-                    row.append(f"> {buffers[-1]}" if buffers else "–")
-                else:
-                    b, at = ok
-                    parts.append(f"{s}: **{b} rows ({100 * b / n_train:.1f} % of the data)** give BWT "
-                                 f"{ci_text(at['backward_transfer'].astype(float))}, ACC {ci_text(at['average_accuracy'].astype(float))}")
-                    row.append(f"{b} ({100 * b / n_train:.1f} %)")
-            head.append(f"{labels[c]}: " + "; ".join(parts) + ".")
+            sentence, row = _smallest_buffers(gc, naive, labels[c], strategies, buffers, n_train)
+            head.append(sentence)
             head_table.append(row)
         out["head"].append(("ul", head))
         if strategies:
@@ -112,26 +88,7 @@ def continual_sections(store, experiment, out_dir, plots, out):
                     bwt_rows.append([labels[c], s, f"{mean_of(naive):+.2f}" if len(naive) else "–", *cells])
             out["head"].append(("p", "Mean BWT by buffer size (rows):"))
             out["head"].append(("table", ["model", "strategy", "naive", *map(str, buffers)], bwt_rows))
-        # sparse vs dense at each buffer (random or the first strategy), paired by seed
-        dense = [c for c in cfgs if c.startswith("dense|")]
-        cmp_lines = []
-        if dense and strategies:
-            s0 = strategies[0]
-            for c in cfgs:
-                if c in dense:
-                    continue
-                for b in [0, *buffers]:
-                    replay = "none" if b == 0 else s0
-                    a = g[(g["cfg"] == c) & (g["replay"] == replay) & (g["buffer_size"] == b)]
-                    d = g[(g["cfg"] == dense[0]) & (g["replay"] == replay) & (g["buffer_size"] == b)]
-                    common = sorted(set(a["seed"]) & set(d["seed"]))
-                    if len(common) < 2:
-                        continue
-                    av = dict(zip(a["seed"], a["backward_transfer"].astype(float)))
-                    dv = dict(zip(d["seed"], d["backward_transfer"].astype(float)))
-                    cmp = paired([av[s] for s in common], [dv[s] for s in common])
-                    cmp_lines.append(f"{labels[c]} − dense MLP, {'naive' if b == 0 else f'{s0} {b} rows'}: BWT difference "
-                                     f"{fmt_interval(cmp.diff, cmp.diff_half_width)} ({p_text(cmp.p_ttest)})")
+        cmp_lines = _bwt_vs_dense(g, cfgs, labels, strategies, buffers)
         out["detail"].append(("h", 3, f"{name}: ACC, BWT and forgetting (mean ± 95 % CI over seeds)"))
         out["detail"].append(("table", ["model", "replay", "buffer rows (share of data)", "n", "ACC", "BWT", "forgetting"], table))
         if cmp_lines:
@@ -142,6 +99,63 @@ def continual_sections(store, experiment, out_dir, plots, out):
             for path, caption in _continual_plots(g, cfgs, labels, strategies, buffers, n_train, out_dir, stem):
                 out["detail"].append(("img", path.relative_to(out_dir).as_posix(), caption))
     out["tables"]["continual_summary"] = rows_csv
+
+
+def _smallest_buffers(gc, naive, label, strategies, buffers, n_train):
+    """One model's headline sentence and table row: naive fine-tuning, then per strategy the smallest
+    buffer whose mean BWT is at least BWT_OK."""
+    parts = []
+    if len(naive):
+        parts.append(f"naive fine-tuning ACC {ci_text(naive['average_accuracy'].astype(float))}, "
+                     f"BWT {ci_text(naive['backward_transfer'].astype(float))}")
+    row = [label, ci_text(naive["backward_transfer"].astype(float)) if len(naive) else "–"]
+    naive_ok = len(naive) and mean_of(naive["backward_transfer"].astype(float)) >= BWT_OK
+    if naive_ok:
+        parts.append(f"naive fine-tuning already keeps BWT ≥ {BWT_OK:+.2f}: no buffer needed")
+    for s in strategies:
+        if naive_ok:
+            row.append("0 (naive)")
+            continue
+        ok = None
+        for b in buffers:
+            at = gc[(gc["replay"] == s) & (gc["buffer_size"] == b)]
+            if len(at) and mean_of(at["backward_transfer"].astype(float)) >= BWT_OK:
+                ok = (b, at)
+                break
+        if ok is None:
+            parts.append(f"{s}: no buffer tried reaches BWT ≥ {BWT_OK:+.2f}"
+                         + (f" (at {buffers[-1]} rows BWT {ci_text(gc[(gc['replay'] == s) & (gc['buffer_size'] == buffers[-1])]['backward_transfer'].astype(float))})" if buffers else ""))
+            row.append(f"> {buffers[-1]}" if buffers else "–")
+        else:
+            b, at = ok
+            parts.append(f"{s}: **{b} rows ({100 * b / n_train:.1f} % of the data)** give BWT "
+                         f"{ci_text(at['backward_transfer'].astype(float))}, ACC {ci_text(at['average_accuracy'].astype(float))}")
+            row.append(f"{b} ({100 * b / n_train:.1f} %)")
+    return f"{label}: " + "; ".join(parts) + ".", row
+
+
+def _bwt_vs_dense(g, cfgs, labels, strategies, buffers) -> list[str]:
+    """Sparse minus dense backward transfer at each buffer (naive, then the first strategy), paired by seed."""
+    dense = [c for c in cfgs if c.startswith("dense|")]
+    cmp_lines = []
+    if dense and strategies:
+        s0 = strategies[0]
+        for c in cfgs:
+            if c in dense:
+                continue
+            for b in [0, *buffers]:
+                replay = "none" if b == 0 else s0
+                a = g[(g["cfg"] == c) & (g["replay"] == replay) & (g["buffer_size"] == b)]
+                d = g[(g["cfg"] == dense[0]) & (g["replay"] == replay) & (g["buffer_size"] == b)]
+                common = sorted(set(a["seed"]) & set(d["seed"]))
+                if len(common) < 2:
+                    continue
+                av = dict(zip(a["seed"], a["backward_transfer"].astype(float)))
+                dv = dict(zip(d["seed"], d["backward_transfer"].astype(float)))
+                cmp = paired([av[s] for s in common], [dv[s] for s in common])
+                cmp_lines.append(f"{labels[c]} − dense MLP, {'naive' if b == 0 else f'{s0} {b} rows'}: BWT difference "
+                                 f"{fmt_interval(cmp.diff, cmp.diff_half_width)} ({p_text(cmp.p_ttest)})")
+    return cmp_lines
 
 
 def _continual_plots(g, cfgs, labels, strategies, buffers, n_train, out_dir, stem):
