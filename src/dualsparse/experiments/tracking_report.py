@@ -490,6 +490,8 @@ def _dynamics_plots(stats, cfgs, order, out_dir, stem, noise):
 
 # ---------------------------------------------------------------------- subsets
 def subset_sections(frame, store, experiment, out_dir, plots, out):
+    """The data-subset sections: per grid point, accuracy per strategy and fraction next to all rows,
+    flipped labels kept, training FLOPs against the dense model on all rows, the best strategies; plots."""
     sub = store.table("subsets", experiment)
     if sub.empty:
         return
@@ -560,43 +562,7 @@ def subset_sections(frame, store, experiment, out_dir, plots, out):
         out["detail"].append(("p", "Training FLOPs relative to the dense model on all rows (data pruning and weight sparsity "
                                    f"together; source: {g['dense_full_source'].iloc[0]}):"))
         out["detail"].append(("table", ["model", *[f"{f:g} of rows" for f in fractions], "all rows"], ftable))
-        # headline: per model and fraction, the best strategy vs random and vs dense on all rows
-        lines = []
-        for c in cfgs:
-            for f in fractions:
-                at = g[(g["cfg"] == c) & (g["fraction"] == f)]
-                means = at.groupby("strategy")["accuracy"].mean()
-                if means.empty:
-                    continue
-                best = means.idxmax()
-                b = dict(zip(at[at["strategy"] == best]["seed"], at[at["strategy"] == best]["accuracy"]))
-                text = f"{labels[c]}, {f:g} of the rows: best strategy {best} ({means[best]:.3f})"
-                if "random" in means and best != "random":
-                    rnd = dict(zip(at[at["strategy"] == "random"]["seed"], at[at["strategy"] == "random"]["accuracy"]))
-                    common = sorted(set(b) & set(rnd))
-                    cmp = paired([b[s] for s in common], [rnd[s] for s in common])
-                    text += (f", vs random {cmp.diff:+.3f} ({'significant' if cmp.significant else 'not significant'}, "
-                             f"{p_text(cmp.p_ttest)})")
-                if dense_acc:
-                    common = sorted(set(b) & set(dense_acc))
-                    cmp = paired([b[s] for s in common], [dense_acc[s] for s in common])
-                    verdict = ("significantly worse" if cmp.significant and cmp.diff < 0 else
-                               "significantly better" if cmp.significant else "not significantly different")
-                    text += (f"; vs the dense MLP on all rows {cmp.diff:+.3f} ({verdict}, {p_text(cmp.p_ttest)})")
-                ratio = at["flops_ratio"].astype(float).mean()
-                text += f"; training FLOPs {ratio:.3g}× the dense model's on all rows ({1 - ratio:.0%} saved)"
-                if dense_fit:
-                    # the best strategy's fit times against the dense MLP's on all rows, paired by seed
-                    bt = at[at["strategy"] == best]
-                    t = dict(zip(bt["seed"], bt["fit_time_s"].astype(float)))
-                    common = sorted(set(t) & set(dense_fit))
-                    tr = ratio_ci([t[s] for s in common], [dense_fit[s] for s in common])
-                    if tr.finite:
-                        text += f"; fit time {tr.ratio:.3g}× the dense MLP's on all rows"
-                        if np.isfinite(tr.low):
-                            text += f" [95 % CI {tr.low:.3g}, {tr.high:.3g}]"
-                        text += {"higher": ", slower", "lower": ", faster"}.get(tr.direction, ", no clear difference")
-                lines.append(text + ".")
+        lines = _subset_headline(g, cfgs, labels, fractions, dense_acc, dense_fit)
         out["head"].append(("h", 3, name))
         out["head"].append(("ul", lines))
         if plots:
@@ -606,6 +572,48 @@ def subset_sections(frame, store, experiment, out_dir, plots, out):
                                       "test accuracy vs share of training rows kept, per strategy (1.0: the model on all rows; "
                                       "dotted: dense MLP on all rows)"))
     out["tables"]["subsets_summary"] = rows_csv
+
+
+def _subset_headline(g, cfgs, labels, fractions, dense_acc, dense_fit) -> list[str]:
+    """Per model and fraction: the best strategy, against random and against the dense MLP on all rows
+    (paired by seed), its training-FLOP ratio and fit-time ratio."""
+    lines = []
+    for c in cfgs:
+        for f in fractions:
+            at = g[(g["cfg"] == c) & (g["fraction"] == f)]
+            means = at.groupby("strategy")["accuracy"].mean()
+            if means.empty:
+                continue
+            best = means.idxmax()
+            b = dict(zip(at[at["strategy"] == best]["seed"], at[at["strategy"] == best]["accuracy"]))
+            text = f"{labels[c]}, {f:g} of the rows: best strategy {best} ({means[best]:.3f})"
+            if "random" in means and best != "random":
+                rnd = dict(zip(at[at["strategy"] == "random"]["seed"], at[at["strategy"] == "random"]["accuracy"]))
+                common = sorted(set(b) & set(rnd))
+                cmp = paired([b[s] for s in common], [rnd[s] for s in common])
+                text += (f", vs random {cmp.diff:+.3f} ({'significant' if cmp.significant else 'not significant'}, "
+                         f"{p_text(cmp.p_ttest)})")
+            if dense_acc:
+                common = sorted(set(b) & set(dense_acc))
+                cmp = paired([b[s] for s in common], [dense_acc[s] for s in common])
+                verdict = ("significantly worse" if cmp.significant and cmp.diff < 0 else
+                           "significantly better" if cmp.significant else "not significantly different")
+                text += (f"; vs the dense MLP on all rows {cmp.diff:+.3f} ({verdict}, {p_text(cmp.p_ttest)})")
+            ratio = at["flops_ratio"].astype(float).mean()
+            text += f"; training FLOPs {ratio:.3g}× the dense model's on all rows ({1 - ratio:.0%} saved)"
+            if dense_fit:
+                # the best strategy's fit times against the dense MLP's on all rows, paired by seed
+                bt = at[at["strategy"] == best]
+                t = dict(zip(bt["seed"], bt["fit_time_s"].astype(float)))
+                common = sorted(set(t) & set(dense_fit))
+                tr = ratio_ci([t[s] for s in common], [dense_fit[s] for s in common])
+                if tr.finite:
+                    text += f"; fit time {tr.ratio:.3g}× the dense MLP's on all rows"
+                    if np.isfinite(tr.low):
+                        text += f" [95 % CI {tr.low:.3g}, {tr.high:.3g}]"
+                    text += {"higher": ", slower", "lower": ", faster"}.get(tr.direction, ", no clear difference")
+            lines.append(text + ".")
+    return lines
 
 
 def _subset_plot(g, gp, strategies, fractions, cfgs, labels, dense_full, out_dir, stem):
