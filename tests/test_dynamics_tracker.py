@@ -379,3 +379,38 @@ def test_tracker_errors(digits):
         tracker.history_
     with pytest.raises(ValueError, match="correct"):
         sequence_statistics(np.zeros(5))
+
+
+# ---------------------------------------------------------------------- the tracker is a plain callback
+def test_tracker_is_attached_as_a_callback(digits):
+    """callbacks=[ExampleTracker()] is the way to track: one row of statistics per training row, and
+    the tracked fit equals an untracked one (the tracker changes no weight)."""
+    X, y = digits
+    tracker = ExampleTracker()
+    tracked = small("set", callbacks=[tracker]).fit(X, y)
+    plain = small("set").fit(X, y)
+    assert len(tracker.example_stats_) == len(X)
+    assert len(tracker.epoch_stats_) == tracked.n_iter_
+    np.testing.assert_array_equal(tracked.predict_proba(X), plain.predict_proba(X))
+
+
+@pytest.mark.parametrize("value", [True, {"grand_epoch": 1}])
+def test_track_examples_shortcut_is_deprecated_with_the_fix(digits, value):
+    X, y = digits
+    with pytest.raises(ValueError, match=r"track_examples is deprecated.*callbacks=\[tracker\]"):
+        small(track_examples=value).fit(X, y)
+
+
+def test_train_never_imports_dynamics():
+    """No import from train up into dynamics, and no registry for it: fitting an estimator in a fresh
+    interpreter leaves dualsparse.dynamics unimported."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from dualsparse.train import SparseMLPClassifier, callbacks\n"
+            "X = np.random.default_rng(0).normal(size=(40, 5)).astype('float32'); y = (X[:, 0] > 0).astype(int)\n"
+            "SparseMLPClassifier(hidden_layer_sizes=(8,), max_epochs=2, random_state=0).fit(X, y)\n"
+            "assert 'dualsparse.dynamics' not in sys.modules, 'train imported dynamics'\n"
+            "assert not hasattr(callbacks, 'register_example_tracker')\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -228,3 +228,38 @@ def test_naturally_sparse_data_runs_through_sparse_input(tmp_path):
     assert 0.0 <= json.loads(rows["set"]["metrics"])["accuracy"] <= 1.0
     message = errors(SPARSE_DATA.replace("rates = [0.0]", "rates = [0.0, 0.2]"))
     assert "representation 'sparse-input' takes data without missing values" in message
+
+
+def test_static_checks_come_before_the_data_trials(monkeypatch):
+    """Every section is checked statically first; the data trials (loading, trial amputation,
+    representations on slices, model parameters) follow, and still report their own problems."""
+    from dualsparse.experiments import config as config_module
+
+    loaded = []
+    load = config_module.ds_data.load_dataset
+    monkeypatch.setattr(config_module.ds_data, "load_dataset", lambda name, **kw: loaded.append(name) or load(name, **kw))
+    text = (BASE.replace("test_size = 0.3", "test_size = 0.3\nsize = 2")  # static: an unknown key
+            .replace("max_epochs = 2", "max_epochs = 2\nlearning_rate = -1.0")  # a model's own check: needs the data
+            .replace("[missingness]", "[missingness.options.mar]\ndriver_fraction = 2.0\n\n[missingness]"))
+    with pytest.raises(ConfigError) as info:
+        cfg(text)
+    problems = info.value.problems
+    static = next(i for i, p in enumerate(problems) if "unknown key 'size' in [split]" in p)
+    trial = next(i for i, p in enumerate(problems) if p.startswith("[missingness] mar at rate 0.4 fails"))
+    params = next(i for i, p in enumerate(problems) if p.startswith("[mlp]/[models.dense]: learning_rate"))
+    assert static < trial < params and loaded == ["breast_cancer"]
+
+
+def test_each_section_has_its_own_validator():
+    from dualsparse.experiments.checks import Problems
+    from dualsparse.experiments.config import check_missingness, check_split
+
+    problems = Problems()
+    assert check_split({"method": "kfold", "test_size": 0.2}, problems) == {
+        "method": "kfold", "folds": 5, "validation_size": 0.2, "stratify": True}
+    assert problems == ["[split] test_size applies to method = \"holdout\" only; with \"kfold\" each fold is the test "
+                        "set once (remove test_size)"]
+    problems = Problems()
+    miss = check_missingness({"mechanisms": ["mcar", "mcra"], "rates": [0.1, 1.0]}, problems)
+    assert miss["rates"] == [0.1] and len(problems) == 2
+    assert problems[0].startswith("unknown mechanism 'mcra' in [missingness] mechanisms (did you mean 'mcar'?)")

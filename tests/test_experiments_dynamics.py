@@ -305,7 +305,7 @@ def test_version_1_store_is_upgraded_in_place(tmp_path):
 
 
 def test_subset_payload_needs_its_reference(tmp_path):
-    from dualsparse.experiments.study_runs import subset_payload
+    from dualsparse.experiments.tracking_study import subset_payload
 
     spec = next(r for r in cfg(TRACK).runs() if r.kind == "subset")
     with ResultsStore(tmp_path / "empty.sqlite") as store, pytest.raises(LookupError, match="reference run"):

@@ -122,7 +122,8 @@ def test_the_rate_plots_use_the_realised_rate(tmp_path, monkeypatch):
     import matplotlib.axes
     from test_experiments_report import result
 
-    import dualsparse.experiments.report as R
+    import dualsparse.experiments.grid_report as R
+    from dualsparse.experiments.record import task_metrics
 
     xs = []
     errorbar = matplotlib.axes.Axes.errorbar
@@ -134,7 +135,7 @@ def test_the_rate_plots_use_the_realised_rate(tmp_path, monkeypatch):
                 res = result(model, 0.3, seed, 0.9 + seed / 100, 1e8, representation, sparsity)
                 res["missing_fraction_train"] = 0.21  # as an old MAR run would have it
                 store.write_result(res)
-        summary = R.summarise(R.prepare(store.dataframe(expand=False)), R.CLASSIFICATION_METRICS)
+        summary = R.summarise(R.prepare(store.dataframe(expand=False)), task_metrics("classification"))
     files = R._plots(summary, tmp_path, "s", "accuracy", "accuracy")
     assert any(p.name == "s_accuracy_vs_rate.png" for p, _ in files)
     assert [0.21] in xs and [0.3] not in xs  # the lines vs rate sit at the realised rate

@@ -26,16 +26,3 @@ __all__ = [
     "per_example_grad_norms", "run_continual", "select_subset", "sequence_statistics", "topology_forgetting",
     "train_on_subset",
 ]
-
-
-def _register_with_estimators() -> None:
-    """Let ``SparseMLPClassifier(track_examples=True)`` build an ExampleTracker without train
-    importing dynamics (a no-op until train provides the hook)."""
-    from ..train import callbacks
-
-    register = getattr(callbacks, "register_example_tracker", None)
-    if register is not None:
-        register(ExampleTracker)
-
-
-_register_with_estimators()

@@ -1,22 +1,33 @@
-"""The models an experiment can run: dualsparse MLPs (one per topology algorithm) and baselines.
+"""The models an experiment can run, declared once: every registered topology algorithm, and baselines.
 
-* ``dense``, ``static``, ``set``, ``rigl``: :class:`dualsparse.SparseMLPClassifier` /
-  :class:`~dualsparse.SparseMLPRegressor` with that ``algorithm``; shared settings from the
-  config's ``[mlp]`` table, per-model ones from ``[models.<name>]``.
+* Every algorithm registered in :mod:`dualsparse.dst` (built-in or a user's own, added with
+  :func:`dualsparse.dst.register_algorithm`) is a model of the same name: a
+  :class:`dualsparse.SparseMLPClassifier` / :class:`~dualsparse.SparseMLPRegressor` with that
+  ``algorithm``, its display name and sparsity read from :func:`dualsparse.dst.algorithm_info`.
+  Shared settings come from the config's ``[mlp]`` table, per-model ones from ``[models.<name>]``;
+  any estimator parameter not in :data:`MLP_PARAM_EXCLUDED` may be set (``algorithm_options``, for
+  one, where the estimator has it).
 * ``hgb``: scikit-learn HistGradientBoostingClassifier/Regressor (takes NaN natively).
 * ``logreg``: LogisticRegression (classification); ``ridge``: Ridge (regression).
 * ``sklearn-mlp``: scikit-learn MLPClassifier/MLPRegressor (dense, needs complete inputs).
 
-Baselines get scikit-learn's defaults except where noted in ``BASELINE_DEFAULTS``.
+Configs, ``--dry-run`` and reports ask :func:`model_info` what a model is (display name, family,
+sparse, what inputs and tasks it takes); nothing else lists model names. Baselines get
+scikit-learn's defaults except where their :class:`Baseline` entry says otherwise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-from ..dst.registry import ALGORITHMS
+from ..dst import ALGORITHMS, algorithm_info, algorithm_names
+from ..sparse.density import layer_densities
 from ..train import SparseMLPClassifier, SparseMLPRegressor
 
 TASKS = ("classification", "regression")
@@ -27,96 +38,129 @@ MLP_PARAM_EXCLUDED = {
     "random_state": "it is derived from [experiment] seeds",
     "sparsity": "give sparsity levels as [models] sparsities = [...]",
     "epsilon": "give epsilon levels as [models] epsilons = [...]",
-    "algorithm": "the model name is the algorithm (models dense, static, set, rigl)",
+    "algorithm": "the model name is the algorithm (any name of dualsparse.dst.algorithm_names())",
     "verbose": "progress is shown by the runner (use --quiet to hide it)",
     "warm_start": "every run trains from scratch",
     "track_examples": "add a [dynamics] section: the runner attaches the tracker and stores its statistics",
 }
 
-BASELINE_DEFAULTS = {
-    "logreg": {"max_iter": 1000},
-    "ridge": {},
-    "hgb": {},
-    "sklearn-mlp": {},
-}
-
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """What a model is, without building it."""
+
     name: str
+    display_name: str  # what reports print
     family: str  # "mlp" (dualsparse) or "baseline"
     sparse: bool
     accepts_nan: bool
     accepts_sparse: bool
     tasks: tuple
+    summary: str = ""
 
     def supports(self, task: str) -> bool:
         return task in self.tasks
 
 
-def _mlp_info(name: str) -> ModelInfo:
-    algorithm = ALGORITHMS[name]
-    return ModelInfo(name, "mlp", bool(getattr(algorithm, "sparse", True)), False, True, TASKS)
+@dataclass(frozen=True)
+class Baseline:
+    """A scikit-learn baseline: its facts, its estimator class per task, and the defaults experiments give it."""
+
+    info: ModelInfo
+    classes: dict  # task -> estimator class
+    defaults: dict = field(default_factory=dict)
+    density: float | None = 1.0  # share of weights live (dense models: 1; None: a model without weights)
 
 
 _BASELINES = {
-    "hgb": ModelInfo("hgb", "baseline", False, True, False, TASKS),
-    "logreg": ModelInfo("logreg", "baseline", False, False, True, ("classification",)),
-    "ridge": ModelInfo("ridge", "baseline", False, False, True, ("regression",)),
-    "sklearn-mlp": ModelInfo("sklearn-mlp", "baseline", False, False, True, TASKS),
+    "hgb": Baseline(ModelInfo("hgb", "HistGradientBoosting", "baseline", False, True, False, TASKS,
+                              "gradient-boosted trees; takes NaN natively"),
+                    {"classification": HistGradientBoostingClassifier, "regression": HistGradientBoostingRegressor},
+                    density=None),
+    "logreg": Baseline(ModelInfo("logreg", "logistic regression", "baseline", False, False, True, ("classification",)),
+                       {"classification": LogisticRegression}, {"max_iter": 1000}),
+    "ridge": Baseline(ModelInfo("ridge", "ridge regression", "baseline", False, False, True, ("regression",)),
+                      {"regression": Ridge}),
+    "sklearn-mlp": Baseline(ModelInfo("sklearn-mlp", "sklearn MLP", "baseline", False, False, True, TASKS,
+                                      "scikit-learn's dense MLP"),
+                            {"classification": MLPClassifier, "regression": MLPRegressor}),
 }
 
 
 def list_models() -> list[str]:
-    return [*sorted(ALGORITHMS, key=lambda n: ("dense", "static", "set", "rigl").index(n) if n in ("dense", "static", "set", "rigl") else 9), *_BASELINES]
+    """Every model name, in reading order: the registered algorithms (registration order), then the baselines."""
+    return [*algorithm_names(), *_BASELINES]
+
+
+def mlp_models(sparse: bool | None = None) -> list[str]:
+    """The dualsparse MLP models (only the sparse or only the dense ones when ``sparse`` is given)."""
+    return [n for n in algorithm_names() if sparse is None or algorithm_info(n).sparse == sparse]
+
+
+def model_order(name: str) -> int:
+    """Position of a model in reading order (unknown names last)."""
+    names = list_models()
+    return names.index(name) if name in names else len(names)
 
 
 def model_info(name: str) -> ModelInfo:
     if name in ALGORITHMS:
-        return _mlp_info(name)
+        return _mlp_info(name, ALGORITHMS[name])
     if name in _BASELINES:
-        return _BASELINES[name]
+        return _BASELINES[name].info
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
 
 
+@functools.lru_cache(maxsize=None)
+def _mlp_info(name: str, cls: type) -> ModelInfo:  # keyed by the class: a re-registered name is read afresh
+    a = algorithm_info(cls)
+    return ModelInfo(name, a.display_name, "mlp", a.sparse, False, True, TASKS, a.summary)
+
+
+def display_name(name: str) -> str:
+    """What reports call a model (its own name if it is not registered any more)."""
+    try:
+        return model_info(name).display_name
+    except ValueError:
+        return name
+
+
 def mlp_param_names() -> list[str]:
+    """Every parameter of the dualsparse MLP estimator a config may set."""
     return [p for p in SparseMLPClassifier().get_params() if p not in MLP_PARAM_EXCLUDED]
-
-
-def _baseline_class(name: str, task: str):
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.neural_network import MLPClassifier, MLPRegressor
-
-    table = {
-        ("hgb", "classification"): HistGradientBoostingClassifier,
-        ("hgb", "regression"): HistGradientBoostingRegressor,
-        ("logreg", "classification"): LogisticRegression,
-        ("ridge", "regression"): Ridge,
-        ("sklearn-mlp", "classification"): MLPClassifier,
-        ("sklearn-mlp", "regression"): MLPRegressor,
-    }
-    return table[(name, task)]
 
 
 def baseline_param_names(name: str) -> list[str]:
     names = set()
-    for task in _BASELINES[name].tasks:
-        names |= set(_baseline_class(name, task)().get_params())
+    for cls in _BASELINES[name].classes.values():
+        names |= set(cls().get_params())
     names.discard("random_state")
     return sorted(names)
 
 
+def param_names(name: str) -> list[str]:
+    """The parameters ``[models.<name>]`` may set."""
+    return mlp_param_names() if model_info(name).family == "mlp" else baseline_param_names(name)
+
+
+def _tuples(kwargs: dict) -> dict:
+    if "hidden_layer_sizes" in kwargs and isinstance(kwargs["hidden_layer_sizes"], list):
+        kwargs["hidden_layer_sizes"] = tuple(kwargs["hidden_layer_sizes"])
+    return kwargs
+
+
 def make_estimator(name: str, task: str, params: dict, sparsity=None, epsilon=None, random_state=None,
                    callbacks=None):
-    """A fresh, unfitted estimator for one run."""
+    """A fresh, unfitted estimator for one run.
+
+    For an MLP every entry of ``params`` is an estimator parameter (so ``algorithm_options``, when
+    the estimator takes it, reaches the algorithm's constructor untouched).
+    """
     info = model_info(name)
     if not info.supports(task):
         raise ValueError(f"model {name!r} does not support {task} (it supports {', '.join(info.tasks)})")
     if info.family == "mlp":
-        kwargs = dict(params)
-        if "hidden_layer_sizes" in kwargs and isinstance(kwargs["hidden_layer_sizes"], list):
-            kwargs["hidden_layer_sizes"] = tuple(kwargs["hidden_layer_sizes"])
+        kwargs = _tuples(dict(params))
         if info.sparse:
             if sparsity is not None:
                 kwargs["sparsity"] = sparsity
@@ -124,10 +168,9 @@ def make_estimator(name: str, task: str, params: dict, sparsity=None, epsilon=No
                 kwargs["epsilon"] = epsilon
         cls = SparseMLPClassifier if task == "classification" else SparseMLPRegressor
         return cls(algorithm=name, random_state=random_state, callbacks=callbacks, **kwargs)
-    cls = _baseline_class(name, task)
-    kwargs = {**BASELINE_DEFAULTS.get(name, {}), **params}
-    if "hidden_layer_sizes" in kwargs and isinstance(kwargs["hidden_layer_sizes"], list):
-        kwargs["hidden_layer_sizes"] = tuple(kwargs["hidden_layer_sizes"])
+    baseline = _BASELINES[name]
+    cls = baseline.classes[task]
+    kwargs = _tuples({**baseline.defaults, **params})
     if "random_state" in cls().get_params():
         kwargs["random_state"] = random_state
     return cls(**kwargs)
@@ -159,8 +202,6 @@ def check_model_params(name: str, task: str, params: dict, levels, n_features=(1
 
 def _check_density(est, kind, value, n_in):
     """Compute the layer densities for an input width, to surface impossible epsilons early."""
-    from ..sparse.density import layer_densities
-
     hidden = est.hidden_layer_sizes
     hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
     sizes = [int(n_in), *map(int, hidden), 2]
@@ -169,6 +210,11 @@ def _check_density(est, kind, value, n_in):
         layer_densities(shapes, est.distribution, sparsity=value)
     elif kind == "epsilon":
         layer_densities(shapes, est.distribution, epsilon=value)
+
+
+def baseline_density(name: str) -> float | None:
+    """What a baseline's run stores as density: 1.0 for the dense ones, None for trees."""
+    return _BASELINES[name].density
 
 
 def baseline_flops(name: str, est, n_features: int, n_train: int) -> dict:

@@ -1,16 +1,17 @@
-"""Run one grid point, and sweeps of them: serially, in local processes, or on a Dask cluster.
+"""Run one spec, and sweeps of them: serially, in local processes, or on a Dask cluster.
 
-A run is a pure function of its :class:`~dualsparse.experiments.config.RunSpec`: every random
+A run is a pure function of its :class:`~dualsparse.experiments.record.RunSpec`: every random
 choice is seeded from the spec (split from (dataset, seed); amputation from (dataset, mechanism,
 rate, seed, fold); model from (seed, fold)), so a run gives the same numbers wherever it runs.
-Only the sweep's driver process writes to the store, one transaction per finished run.
+What a run does is up to the study kind that claims it (:func:`.study.kind_for`); the runner
+knows no kind by name. Only the sweep's driver process writes to the store, one transaction per
+finished run. A run whose kind reads the results of others (:meth:`.study.StudyKind.phase` 1,
+e.g. a subset run) starts after every phase-0 run, with what its kind's ``prepare`` took from
+the store.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
 import platform
 import sys
@@ -21,46 +22,14 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import numpy as np
-
+from .. import __version__
 from ..train import Callback
-from .config import RunSpec
-from .models import baseline_flops, make_estimator, model_info
+from .record import RunSpec
+from .seeding import stable_seed
+from .store import ResultsStore
+from .study import kind_for
 
-
-def stable_seed(*parts) -> int:
-    """A seed in [0, 2**31) that depends only on ``parts`` (not on Python's hash randomisation)."""
-    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
-
-
-# ---------------------------------------------------------------------- helpers
-@functools.lru_cache(maxsize=16)
-def _load(name: str, options_json: str):
-    from ..data import load_dataset
-
-    return load_dataset(name, **json.loads(options_json))
-
-
-def split_indices(y, task: str, split: dict, seed: int, fold, dataset: str):
-    """(train, validation, test) row indices; stratified for classification when asked."""
-    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
-
-    n = len(y)
-    index = np.arange(n)
-    stratify = split["stratify"] and task == "classification"
-    rs = stable_seed("split", dataset, seed)
-    if split["method"] == "kfold":
-        cv = (StratifiedKFold if stratify else KFold)(n_splits=split["folds"], shuffle=True, random_state=rs)
-        train, test = list(cv.split(index, y if stratify else None))[fold]
-    else:
-        train, test = train_test_split(index, test_size=split["test_size"], random_state=rs,
-                                       stratify=y if stratify else None)
-    val = np.empty(0, dtype=np.int64)
-    if split["validation_size"] > 0:
-        train, val = train_test_split(train, test_size=split["validation_size"], random_state=stable_seed("validation", dataset, seed, fold),
-                                      stratify=y[train] if stratify else None)
-    return np.sort(train), np.sort(val), np.sort(test)
+__all__ = ["EpochProgress", "SweepSummary", "execute_run", "limit_threads", "run_sweep", "stable_seed", "thread_limits"]
 
 
 class PeakMemory:
@@ -115,8 +84,6 @@ def library_versions() -> dict:
     import scipy
     import sklearn
     import torch
-
-    from .. import __version__
 
     versions = {"dualsparse": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
                 "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "torch": torch.__version__}
@@ -197,64 +164,25 @@ class thread_limits:
         return False
 
 
-def classification_metrics(y_true, proba, classes_model, n_classes: int, prefix: str = "") -> dict:
-    """accuracy, balanced accuracy, ROC AUC (binary; one-vs-rest macro otherwise), log loss."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss, roc_auc_score
-
-    full = np.zeros((proba.shape[0], n_classes))
-    full[:, np.asarray(classes_model, dtype=np.int64)] = proba
-    pred = full.argmax(axis=1)
-    out = {f"{prefix}accuracy": float(accuracy_score(y_true, pred)),
-           f"{prefix}balanced_accuracy": float(balanced_accuracy_score(y_true, pred))}
-    labels = np.arange(n_classes)
-    try:
-        if n_classes == 2:
-            auc = roc_auc_score(y_true, full[:, 1])
-        else:
-            auc = roc_auc_score(y_true, full, multi_class="ovr", labels=labels)
-        out[f"{prefix}roc_auc"] = float(auc)
-    except ValueError:  # a class absent from y_true
-        out[f"{prefix}roc_auc"] = None
-    clipped = np.clip(full, 1e-15, 1.0)
-    out[f"{prefix}log_loss"] = float(log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=labels))
-    return out
-
-
-def regression_metrics(y_true, pred, prefix: str = "") -> dict:
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
-    return {f"{prefix}rmse": float(np.sqrt(mean_squared_error(y_true, pred))),
-            f"{prefix}mae": float(mean_absolute_error(y_true, pred)),
-            f"{prefix}r2": float(r2_score(y_true, pred))}
-
-
-def _is_sparse(X) -> bool:
-    import scipy.sparse as sp
-
-    return sp.issparse(X)
-
-
-def _missing_fraction(X) -> float:
-    if _is_sparse(X) or X.size == 0:
-        return 0.0
-    return float(np.isnan(X).mean())
-
-
 # ---------------------------------------------------------------------- one run
-def execute_run(spec: dict, threads: int | None = None, callbacks=None, payload: dict | None = None) -> dict:
+def execute_run(spec: dict, threads: int | None = None, callbacks=None, payload: dict | None = None,
+                kind=None) -> dict:
     """Run one grid point and return its result row (or a failure record; never raises).
 
-    ``payload``: what a subset run trains on (chosen by the driver from its reference run's stored
-    statistics, see :func:`.study_runs.subset_payload`); None for the other kinds.
+    ``payload``: what the driver took from the store for a run of phase 1 (a subset run's rows,
+    see :meth:`.study.StudyKind.prepare`); None for the others. ``kind``: the study kind that
+    executes it (by default the registered one that claims it; the driver sends its own to worker
+    processes, where a kind registered only in the driver is not known).
     """
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    key = RunSpec.from_dict(spec).key
+    run = RunSpec.from_dict(spec)
+    key = run.key
     try:
         limit_threads(threads)
         with warnings.catch_warnings(record=True) as caught, PeakMemory() as mem:
             warnings.simplefilter("always")
-            result = _execute(spec, callbacks, payload)
+            result = (kind or kind_for(run)).execute(run, callbacks, payload)
         result.update({
             "warnings": _unique_warnings(caught),
             "status": "ok",
@@ -287,134 +215,6 @@ def _unique_warnings(caught, limit: int = 20) -> list[str]:
     return seen
 
 
-def _execute(spec: dict, callbacks, payload=None) -> dict:
-    from ..data import ampute_split, make_representation
-
-    kind = spec.get("kind", "grid")
-    if kind == "continual":
-        from .study_runs import execute_continual
-
-        return execute_continual(spec, _load, split_indices, stable_seed)
-    ds = _load(spec["dataset"], json.dumps(spec["dataset_options"], sort_keys=True))
-    X, y = ds.X, np.asarray(ds.y)
-    task = spec["task"]
-    seed, fold = spec["seed"], spec["fold"]
-    dyn = spec.get("dynamics")
-    # a [dynamics] config fixes the data (split, label noise, amputation) by its data_seed, so that
-    # the seeds differ only in the model's initialisation and batch order
-    data_seed = dyn["data_seed"] if dyn else seed
-    train, val, test = split_indices(y, task, spec["split"], data_seed, fold, spec["dataset"])
-    X_train, X_val, X_test = X[train], X[val], X[test]
-    y_fit = y[train]
-    noisy = np.zeros(len(train), dtype=bool)
-    if dyn and dyn.get("label_noise", 0) > 0:
-        from .study_runs import flip_labels
-
-        y_fit, noisy = flip_labels(y_fit, dyn["label_noise"], stable_seed("label_noise", spec["dataset"], data_seed, fold),
-                                   classes=np.unique(y))
-
-    # amputation: training rows (and, with apply_to = "both", validation and test rows)
-    if spec["rate"] > 0:
-        X_rest = np.vstack([X_val, X_test])
-        amp_seed = stable_seed("ampute", spec["dataset"], spec["mechanism"], spec["rate"], data_seed, fold)
-        X_train, X_rest, _, _ = ampute_split(
-            X_train, X_rest, spec["mechanism"], spec["rate"], random_state=amp_seed,
-            apply_to=spec["apply_to"], per_feature=spec["per_feature"], **spec["mechanism_options"],
-        )
-        X_val, X_test = X_rest[: len(val)], X_rest[len(val):]
-    missing_train = _missing_fraction(X_train)
-    missing_test = _missing_fraction(X_test)
-
-    # representation: fit on training rows only
-    rep = make_representation(spec["representation"], **spec["representation_options"])
-    t_rep = time.perf_counter()
-    Z_train = rep.fit_transform(X_train)
-    Z_val = rep.transform(X_val) if len(val) else None
-    Z_test = rep.transform(X_test)
-    represent_time = time.perf_counter() - t_rep
-
-    info = model_info(spec["model"])
-    if not info.accepts_sparse and _is_sparse(Z_train):
-        Z_train = Z_train.toarray()
-        Z_val = Z_val.toarray() if Z_val is not None else None
-        Z_test = Z_test.toarray()
-    tracker = None
-    if dyn and dyn.get("tracking") is not None and info.family == "mlp" and kind == "grid":
-        from ..dynamics import ExampleTracker
-
-        tracker = ExampleTracker(**dyn["tracking"])
-        callbacks = [*(callbacks or []), tracker]
-    est = make_estimator(spec["model"], task, spec["model_params"], sparsity=spec["sparsity"], epsilon=spec["epsilon"],
-                         random_state=stable_seed("model", seed, fold),
-                         callbacks=callbacks if info.family == "mlp" else None)
-    fit_rows = np.arange(len(train))
-    if kind == "subset":
-        fit_rows = np.asarray(payload["positions"], dtype=np.int64)
-    Z_fit = Z_train if kind != "subset" else Z_train[fit_rows]
-    t_fit = time.perf_counter()
-    est.fit(Z_fit, y_fit[fit_rows])
-    fit_time = time.perf_counter() - t_fit
-
-    t_pred = time.perf_counter()
-    metrics = _metrics(est, task, Z_test, y[test], ds)
-    predict_time = time.perf_counter() - t_pred
-    if Z_val is not None:
-        metrics.update(_metrics(est, task, Z_val, y[val], ds, prefix="val_"))
-
-    if info.family == "mlp":
-        f = est.flops_
-        flops = {k: float(f[k]) for k in ("train", "train_dense", "inference_per_sample", "inference_per_sample_dense")}
-        from ..sparse import SparseLinear
-
-        layers = [m for m in est.module_.modules() if isinstance(m, SparseLinear)]
-        if layers:
-            nnz = sum(m.nnz for m in layers)
-            total = sum(m.in_features * m.out_features for m in layers)
-            density = nnz / total
-        else:
-            density = 1.0
-        epochs = int(est.n_iter_)
-    else:
-        flops = baseline_flops(spec["model"], est, Z_train.shape[1], len(train))
-        density = None if spec["model"] == "hgb" else 1.0
-        epochs = int(np.max(np.atleast_1d(est.n_iter_))) if getattr(est, "n_iter_", None) is not None else None
-    out = {
-        "metrics": metrics,
-        "flops": flops,
-        "density": density,
-        "epochs": epochs,
-        "n_train": int(len(fit_rows)),
-        "n_val": int(len(val)),
-        "n_test": int(len(test)),
-        "n_features": int(Z_train.shape[1]),
-        "missing_fraction_train": missing_train,
-        "missing_fraction_test": missing_test,
-        "fit_time_s": fit_time,
-        "predict_time_s": predict_time,
-        "represent_time_s": represent_time,
-    }
-    if tracker is not None:
-        from .study_runs import tracked_parts
-
-        parts = tracked_parts(tracker, est, train, test, y_fit, y[train], noisy, Z_train, Z_test, y[test])
-        metrics.update(parts.pop("metrics"))
-        out.update(parts)
-    elif kind == "subset":
-        from .study_runs import subset_parts
-
-        parts = subset_parts(spec, payload, est, len(train), int(noisy[fit_rows].sum()))
-        metrics.update(parts.pop("metrics"))
-        out.update(parts)
-    return out
-
-
-def _metrics(est, task, Z, y_true, ds, prefix=""):
-    if task == "classification":
-        n_classes = len(ds.target_names) if ds.target_names is not None else int(np.max(ds.y)) + 1
-        return classification_metrics(y_true, est.predict_proba(Z), est.classes_, n_classes, prefix)
-    return regression_metrics(y_true, est.predict(Z), prefix)
-
-
 # ---------------------------------------------------------------------- sweeps
 @dataclass
 class SweepSummary:
@@ -445,8 +245,8 @@ def _exit_with_parent(parent_pid, interval: float = 0.5):
             os._exit(1)
 
 
-def _run_in_worker(spec, threads, payload=None):
-    return execute_run(spec, threads=threads, payload=payload)
+def _run_in_worker(spec, threads, payload=None, kind=None):
+    return execute_run(spec, threads=threads, payload=payload, kind=kind)
 
 
 def run_sweep(config, store, *, jobs: int = 1, dask: str | None = None, quiet: bool = False,
@@ -462,13 +262,11 @@ def run_sweep(config, store, *, jobs: int = 1, dask: str | None = None, quiet: b
     are restored afterwards. ``max_runs``: stop after that many runs (to split a long sweep
     into sessions).
 
-    Subset runs (``[dynamics.subsets]``) need the statistics of their reference runs, so they go
-    in a second phase, after every other pending run; the driver chooses their rows from the
-    store. A subset run whose reference is missing (it failed) is recorded as failed and retried
+    Runs whose kind needs the results of others (subset runs: their reference runs' statistics)
+    go in a second phase, after every other pending run, with what their kind takes from the
+    store; one whose input is missing (its reference failed) is recorded as failed and retried
     next time.
     """
-    from .store import ResultsStore
-
     if not isinstance(store, ResultsStore):
         store = ResultsStore(store)
     t0 = time.perf_counter()
@@ -503,20 +301,18 @@ def run_sweep(config, store, *, jobs: int = 1, dask: str | None = None, quiet: b
         backend = _ProcessBackend(jobs, threads)
     else:
         backend = _SerialBackend(threads, epoch_progress and not quiet)
-    first = [(s, None) for s in pending if s.kind != "subset"]
-    second = [s for s in pending if s.kind == "subset"]
+    first = [(s, None) for s in pending if kind_for(s).phase(s) == 0]
+    second = [s for s in pending if kind_for(s).phase(s) != 0]
     try:
         backend.run(first, record, bar)
         if second:
-            from .study_runs import subset_payload
-
             items = []
             for spec in second:
                 try:
-                    items.append((spec, subset_payload(spec, store)))
+                    items.append((spec, kind_for(spec).prepare(spec, store)))
                 except LookupError as err:
                     record({"status": "failed", "run_key": spec.key, "config": spec.to_dict(),
-                            "error": f"subset run not started: {err}", "traceback": None, "started_at": None,
+                            "error": f"{spec.kind} run not started: {err}", "traceback": None, "started_at": None,
                             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             backend.run(items, record, bar)
         backend.close()
@@ -544,7 +340,7 @@ class _SerialBackend:
         with thread_limits(self.threads):
             for spec, payload in items:
                 bar.set_postfix_str(spec.label, refresh=False)
-                cbs = [EpochProgress(position=1)] if (self.epoch_progress and spec.kind != "continual") else None
+                cbs = [EpochProgress(position=1)] if self.epoch_progress else None
                 record(execute_run(spec.to_dict(), threads=None, callbacks=cbs, payload=payload))
 
     def close(self):
@@ -570,7 +366,7 @@ class _ProcessBackend:
         if self.pool is None:
             self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
                                             initializer=_worker_init, initargs=(self.threads, os.getpid()))
-        futures = {self.pool.submit(_run_in_worker, s.to_dict(), self.threads, p): s for s, p in items}
+        futures = {self.pool.submit(_run_in_worker, s.to_dict(), self.threads, p, kind_for(s)): s for s, p in items}
         for fut in as_completed(futures):
             spec = futures[fut]
             try:
@@ -618,7 +414,8 @@ class _DaskBackend:
             self._connect()
         futures = {}
         for s, p in items:
-            fut = self.client.submit(_run_in_worker, s.to_dict(), self.threads, p, key=f"dualsparse-run-{s.key}", pure=False)
+            fut = self.client.submit(_run_in_worker, s.to_dict(), self.threads, p, kind_for(s), key=f"dualsparse-run-{s.key}",
+                                     pure=False)
             futures[fut] = s
         for fut in as_completed(list(futures)):
             spec = futures[fut]

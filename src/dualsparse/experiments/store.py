@@ -1,181 +1,49 @@
 """The results store: one SQLite file, one row per finished run.
 
 Durability and resume. The file runs in WAL mode with ``synchronous=FULL``; a finished run is
-written in a single transaction (its row in ``runs``, and the removal of any earlier failure
-record), keyed by the run's deterministic key (a hash of its full config). A sweep killed at any
-moment (even ``kill -9``) leaves every committed run intact and no partial row; started again,
-it skips the keys already present and redoes the rest. ``INSERT OR IGNORE`` on the primary key
-means a run can never be stored twice, even if two sweeps race on one file.
+written in a single transaction (its row in ``runs``, its rows in the study tables, and the
+removal of any earlier failure record), keyed by the run's deterministic key (a hash of its full
+config). A sweep killed at any moment (even ``kill -9``) leaves every committed run intact and no
+partial row; started again, it skips the keys already present and redoes the rest. ``INSERT OR
+IGNORE`` on the primary key means a run can never be stored twice, even if two sweeps race on
+one file.
 
-Tables: ``runs`` (results; ``kind`` is "grid", "subset" or "continual"), ``failures`` (runs that
-raised, with the traceback; retried on the next sweep), ``experiments`` (the config of each
-experiment that wrote here), ``meta``; and, for the learning-dynamics studies, ``examples``
-(per-example statistics of tracked runs, keyed by (run_key, example) where ``example`` is the row
-of the dataset), ``epochs`` (per-epoch statistics of tracked runs), ``subsets`` (what a subset run
-trained on and its joint FLOP saving) and ``continual`` (accuracy matrix and ACC/BWT/forgetting of
-a continual run). A run's rows in these tables are written in the same transaction as its row in
-``runs``, so a run is stored completely or not at all. Older stores are upgraded in place when
-opened: schema version 1 gets the ``kind`` column (every old run being a grid run), version 2
-the ``realised_rate`` column, filled from ``missing_fraction_train`` (which is exactly what it
-measures; see :data:`RUN_COLUMNS`). Their runs keep their keys, so a sweep resumes over them.
+Tables: ``runs`` (results; its columns are declared once, in :data:`.record.COLUMNS`),
+``failures`` (runs that raised, with the traceback; retried on the next sweep), ``experiments``
+(the config of each experiment that wrote here), ``meta``; and the study tables of the registered
+study kinds (:func:`.study.study_tables`: ``examples``, ``epochs``, ``subsets``, ``continual``),
+whose rows a result carries under their ``source`` key. Older stores are upgraded in place when
+opened: a column of :data:`.record.COLUMNS` missing from the file is added and filled by its
+``backfill`` (schema version 1 got ``kind``, every old run being a grid run; version 2
+``realised_rate``, filled from ``missing_fraction_train``, which is exactly what it measures).
+Their runs keep their keys, so a sweep resumes over them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
+
+from .record import COLUMNS, IDENTITY, METRIC_COLUMNS, RUN_COLUMNS, RUN_NAMES, run_row
+from .study import study_tables
+
 DEFAULT_STORE = "dualsparse-results.sqlite"
 SCHEMA_VERSION = 3
 
-METRIC_COLUMNS = ("accuracy", "balanced_accuracy", "roc_auc", "log_loss", "rmse", "mae", "r2")
-RUN_COLUMNS = (
-    ("run_key", "TEXT PRIMARY KEY"),
-    ("experiment", "TEXT NOT NULL"),
-    ("dataset", "TEXT NOT NULL"),
-    ("task", "TEXT NOT NULL"),
-    ("mechanism", "TEXT NOT NULL"),
-    ("rate", "REAL NOT NULL"),  # nominal: the rate asked for
-    # realised overall rate: the share of all cells of the training rows (every raw feature, before
-    # the representation) missing after amputation, NaN already in the data included; the share
-    # `rate` asks for, so equal to it up to rounding for runs stored since amputation counted all
-    # cells (MAR runs stored before that hold about 0.7 x rate with the default drivers)
-    ("realised_rate", "REAL"),
-    ("representation", "TEXT NOT NULL"),
-    ("model", "TEXT NOT NULL"),
-    ("sparsity", "REAL"),
-    ("epsilon", "REAL"),
-    ("seed", "INTEGER NOT NULL"),
-    ("fold", "INTEGER"),
-    ("kind", "TEXT NOT NULL DEFAULT 'grid'"),
-    *[(m, "REAL") for m in METRIC_COLUMNS],
-    *[(f"val_{m}", "REAL") for m in METRIC_COLUMNS],
-    ("flops_train", "REAL"),
-    ("flops_train_dense", "REAL"),
-    ("flops_inference", "REAL"),
-    ("flops_inference_dense", "REAL"),
-    ("density", "REAL"),
-    ("epochs", "INTEGER"),
-    ("n_train", "INTEGER"),
-    ("n_val", "INTEGER"),
-    ("n_test", "INTEGER"),
-    ("n_features", "INTEGER"),
-    ("missing_fraction_train", "REAL"),
-    ("missing_fraction_test", "REAL"),
-    ("fit_time_s", "REAL"),
-    ("predict_time_s", "REAL"),
-    ("represent_time_s", "REAL"),
-    ("wall_time_s", "REAL"),
-    ("peak_memory_mb", "REAL"),
-    ("memory_increase_mb", "REAL"),
-    ("config", "TEXT NOT NULL"),
-    ("metrics", "TEXT NOT NULL"),
-    ("warnings", "TEXT"),
-    ("versions", "TEXT"),
-    ("host", "TEXT"),
-    ("started_at", "TEXT"),
-    ("finished_at", "TEXT"),
-)
-_RUN_NAMES = [c for c, _ in RUN_COLUMNS]
+_RUN_NAMES = RUN_NAMES
+__all__ = ["DEFAULT_STORE", "IDENTITY", "METRIC_COLUMNS", "RUN_COLUMNS", "SCHEMA_VERSION", "ResultsStore", "StoreError",
+           "table_names"]
 
-# per-example statistics of a tracked run: one row per training row (split "train", statistics
-# from dualsparse.dynamics.ExampleTracker) and one per test row (split "test": label and the final
-# prediction only, for compression-identified exemplars)
-EXAMPLE_COLUMNS = (
-    ("run_key", "TEXT NOT NULL"),
-    ("example", "INTEGER NOT NULL"),  # row of the dataset
-    ("split", "TEXT NOT NULL"),  # "train" or "test"
-    ("position", "INTEGER NOT NULL"),  # row of the X given to fit (train) or of the test set
-    ("label", "INTEGER"),  # the label trained on (after label noise) / the test label
-    ("true_label", "INTEGER"),
-    ("noisy", "INTEGER"),  # 1 where label noise flipped the training label
-    ("prediction", "INTEGER"),  # the fitted model's prediction
-    ("presentations", "INTEGER"),
-    ("forgetting_events", "INTEGER"),
-    ("learning_events", "INTEGER"),
-    ("first_learned_epoch", "INTEGER"),
-    ("never_learned", "INTEGER"),
-    ("unforgettable", "INTEGER"),
-    ("evaluations", "INTEGER"),
-    ("forgetting_events_eval", "INTEGER"),
-    ("confidence", "REAL"),
-    ("variability", "REAL"),
-    ("correctness", "REAL"),
-    ("el2n", "REAL"),
-    ("grand", "REAL"),
-    ("topology_forgetting", "INTEGER"),
-    ("correct_last", "INTEGER"),
-    ("p_true_last", "REAL"),
-)
-EPOCH_COLUMNS = (
-    ("run_key", "TEXT NOT NULL"),
-    ("tracked_epoch", "INTEGER NOT NULL"),
-    ("epoch", "INTEGER"),
-    ("presentations", "INTEGER"),
-    ("forgetting_events", "INTEGER"),
-    ("learning_events", "INTEGER"),
-    ("accuracy_presented", "REAL"),
-    ("evaluated", "INTEGER"),
-    ("forgotten_eval", "INTEGER"),
-    ("learned_eval", "INTEGER"),
-    ("accuracy_eval", "REAL"),
-    ("mean_confidence", "REAL"),
-    ("topology_update", "INTEGER"),
-    ("dropped", "INTEGER"),
-    ("grown", "INTEGER"),
-    ("forgotten_by_update", "INTEGER"),
-    ("learned_by_update", "INTEGER"),
-    ("accuracy_after_update", "REAL"),
-    ("step_topology_updates", "INTEGER"),
-    ("step_dropped", "INTEGER"),
-    ("step_grown", "INTEGER"),
-)
-SUBSET_COLUMNS = (
-    ("run_key", "TEXT PRIMARY KEY"),
-    ("reference_key", "TEXT NOT NULL"),  # the tracked run whose statistics chose the rows
-    ("stats_from", "TEXT"),
-    ("strategy", "TEXT NOT NULL"),
-    ("fraction", "REAL NOT NULL"),  # asked for
-    ("stratify", "TEXT"),
-    ("n_all", "INTEGER"),
-    ("n_subset", "INTEGER"),
-    ("flops_ratio", "REAL"),  # training FLOPs of this run / the dense model's on all rows
-    ("flops_saving", "REAL"),
-    ("dense_full_train_flops", "REAL"),
-    ("dense_full_accuracy", "REAL"),
-    ("dense_full_source", "TEXT"),
-    ("noisy_kept", "INTEGER"),  # flipped labels among the kept rows
-    ("examples", "TEXT"),  # JSON list of the dataset rows trained on
-)
-CONTINUAL_COLUMNS = (
-    ("run_key", "TEXT PRIMARY KEY"),
-    ("scenario", "TEXT NOT NULL"),
-    ("replay", "TEXT NOT NULL"),  # "none" or a subset strategy
-    ("buffer_size", "INTEGER NOT NULL"),
-    ("n_tasks", "INTEGER"),
-    ("epochs_per_task", "INTEGER"),
-    ("n_train", "INTEGER"),  # training rows over all tasks
-    ("average_accuracy", "REAL"),
-    ("backward_transfer", "REAL"),
-    ("forgetting", "REAL"),
-    ("accuracy_matrix", "TEXT"),  # JSON: R[i][j] accuracy on task j after training task i
-    ("task_classes", "TEXT"),
-    ("buffer_class_counts", "TEXT"),
-    ("train_time_s", "TEXT"),
-)
-STUDY_TABLES = {
-    "examples": (EXAMPLE_COLUMNS, ("run_key", "example")),
-    "epochs": (EPOCH_COLUMNS, ("run_key", "tracked_epoch")),
-    "subsets": (SUBSET_COLUMNS, None),
-    "continual": (CONTINUAL_COLUMNS, None),
-}
-TABLES = ("runs", *STUDY_TABLES)
-# identity columns of a run joined onto the rows of the study tables
-IDENTITY = ("experiment", "kind", "dataset", "mechanism", "rate", "representation", "model", "sparsity", "epsilon",
-            "seed", "fold")
+
+def table_names() -> tuple:
+    """``runs`` and the study tables of every registered study kind."""
+    return ("runs", *study_tables())
 
 
 class StoreError(RuntimeError):
@@ -207,15 +75,15 @@ class ResultsStore:
         with self._conn:
             self._conn.execute(f"CREATE TABLE IF NOT EXISTS runs ({', '.join(f'{c} {t}' for c, t in RUN_COLUMNS)})")
             have = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
-            for column, kind in RUN_COLUMNS:  # upgrade an older store in place
-                if column not in have:
-                    self._conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
-            if "realised_rate" not in have:  # schema 2: the training rows' missing share is the realised rate
-                self._conn.execute("UPDATE runs SET realised_rate = missing_fraction_train WHERE realised_rate IS NULL")
+            for column in COLUMNS:  # upgrade an older store in place
+                if column.name not in have:
+                    self._conn.execute(f"ALTER TABLE runs ADD COLUMN {column.name} {column.sql}")
+                    if column.backfill:
+                        self._conn.execute(f"UPDATE runs SET {column.name} = {column.backfill} WHERE {column.name} IS NULL")
             self._conn.execute("CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment)")
-            for name, (columns, key) in STUDY_TABLES.items():
-                pk = f", PRIMARY KEY ({', '.join(key)})" if key else ""
-                self._conn.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{c} {t}' for c, t in columns)}{pk})")
+            for name, table in study_tables().items():
+                pk = f", PRIMARY KEY ({', '.join(table.key)})" if table.key else ""
+                self._conn.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{c} {t}' for c, t in table.columns)}{pk})")
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS failures (run_key TEXT PRIMARY KEY, experiment TEXT, config TEXT, "
                 "error TEXT, traceback TEXT, attempts INTEGER, last_at TEXT)")
@@ -246,7 +114,7 @@ class ResultsStore:
 
     def write_result(self, result: dict) -> bool:
         """Store one finished run in one transaction; False if its key was already there."""
-        row = _row(result)
+        row = run_row(result)
         key = result["run_key"]
         with self._conn:
             cur = self._conn.execute(
@@ -254,14 +122,14 @@ class ResultsStore:
                 [row[c] for c in _RUN_NAMES])
             inserted = cur.rowcount == 1
             if inserted:  # the study rows of a run go in with its row, in the same transaction
-                if result.get("example_stats") is not None:
-                    self._insert_columns("examples", EXAMPLE_COLUMNS, key, result["example_stats"])
-                if result.get("epoch_stats") is not None:
-                    self._insert_records("epochs", EPOCH_COLUMNS, key, result["epoch_stats"])
-                if result.get("subset") is not None:
-                    self._insert_records("subsets", SUBSET_COLUMNS, key, [result["subset"]])
-                if result.get("continual") is not None:
-                    self._insert_records("continual", CONTINUAL_COLUMNS, key, [result["continual"]])
+                for name, table in study_tables().items():
+                    rows = result.get(table.source)
+                    if rows is None:
+                        continue
+                    if table.layout == "columns":
+                        self._insert_columns(name, table.columns, key, rows)
+                    else:
+                        self._insert_records(name, table.columns, key, [rows] if table.layout == "record" else rows)
             self._conn.execute("DELETE FROM failures WHERE run_key = ?", (key,))
         return inserted
 
@@ -347,8 +215,6 @@ class ResultsStore:
 
     def dataframe(self, experiment: str | None = None, expand: bool = True):
         """All rows as a pandas DataFrame; ``expand`` adds every metric of the JSON as a column."""
-        import pandas as pd
-
         rows = self.rows(experiment)
         frame = pd.DataFrame(rows, columns=_RUN_NAMES)
         if expand and len(frame):
@@ -360,14 +226,12 @@ class ResultsStore:
     def table(self, name: str, experiment: str | None = None, run_keys=None):
         """Rows of a study table (examples, epochs, subsets, continual) as a DataFrame, each with its
         run's identity columns (experiment, kind, dataset, ..., model, sparsity, epsilon, seed, fold)."""
-        import pandas as pd
-
         if name == "runs":
             return self.dataframe(experiment)
-        if name not in STUDY_TABLES:
-            raise ValueError(f"unknown table {name!r}; choose one of {', '.join(TABLES)}")
-        columns, key = STUDY_TABLES[name]
-        names = [c for c, _ in columns]
+        tables = study_tables()
+        if name not in tables:
+            raise ValueError(f"unknown table {name!r}; choose one of {', '.join(table_names())}")
+        names, key = tables[name].names, tables[name].key
         sql = (f"SELECT {', '.join(f't.{c}' for c in names)}, {', '.join(f'r.{c}' for c in IDENTITY)} "
                f"FROM {name} t JOIN runs r ON r.run_key = t.run_key")
         args = []
@@ -390,80 +254,36 @@ class ResultsStore:
         return pd.DataFrame(rows, columns=[*names, *IDENTITY])
 
     def count_rows(self, name: str, run_key: str | None = None) -> int:
-        if name not in TABLES:
-            raise ValueError(f"unknown table {name!r}; choose one of {', '.join(TABLES)}")
+        if name not in table_names():
+            raise ValueError(f"unknown table {name!r}; choose one of {', '.join(table_names())}")
         if run_key is None:
             return self._conn.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
         return self._conn.execute(f"SELECT COUNT(*) FROM {name} WHERE run_key = ?", (run_key,)).fetchone()[0]
 
-    def example_stats(self, run_key: str):
-        """The training rows' statistics of a tracked run, shaped like ``ExampleTracker.example_stats_``
-        (one row per row of the X given to fit, in order), with the dataset row in ``example``."""
-        import numpy as np
-        import pandas as pd
-
-        names = [c for c, _ in EXAMPLE_COLUMNS]
-        with closing(self._conn.execute(
-                f"SELECT {', '.join(names)} FROM examples WHERE run_key = ? AND split = 'train' ORDER BY position",
-                (run_key,))) as cur:
-            frame = pd.DataFrame(cur.fetchall(), columns=names)
-        if frame.empty:
-            raise StoreError(f"run {run_key} has no per-example statistics in the store")
-        frame.insert(0, "in_train", np.ones(len(frame), dtype=bool))
-        for c in ("never_learned", "unforgettable", "correct_last", "noisy"):
-            frame[c] = frame[c].astype("boolean")
-        for c in ("confidence", "variability", "correctness", "el2n", "grand", "p_true_last"):
-            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
-        return frame.drop(columns=["run_key"]).reset_index(drop=True)
+    def select(self, name: str, run_key: str, where: dict | None = None, order: str | None = None):
+        """One run's rows of a study table as a DataFrame (its columns only), those matching ``where``
+        ({column: value}), ordered by ``order``."""
+        tables = study_tables()
+        if name not in tables:
+            raise ValueError(f"unknown table {name!r}; choose one of {', '.join(table_names())}")
+        names = tables[name].names
+        where = dict(where or {})
+        for column in [*where, *([order] if order else [])]:
+            if column not in names:
+                raise ValueError(f"table {name!r} has no column {column!r}; its columns: {', '.join(names)}")
+        sql = f"SELECT {', '.join(names)} FROM {name} WHERE run_key = ?" + "".join(f" AND {c} = ?" for c in where)
+        if order:
+            sql += f" ORDER BY {order}"
+        with closing(self._conn.execute(sql, (run_key, *where.values()))) as cur:
+            return pd.DataFrame(cur.fetchall(), columns=names)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _row(result: dict) -> dict:
-    cfg = result["config"]
-    metrics = result["metrics"]
-    flops = result.get("flops", {})
-    row = {
-        "run_key": result["run_key"],
-        "experiment": cfg["experiment"],
-        "dataset": cfg["dataset"],
-        "task": cfg["task"],
-        "mechanism": cfg["mechanism"],
-        "rate": cfg["rate"],
-        "representation": cfg["representation"],
-        "model": cfg["model"],
-        "sparsity": cfg["sparsity"],
-        "epsilon": cfg["epsilon"],
-        "seed": cfg["seed"],
-        "fold": cfg["fold"],
-        "kind": cfg.get("kind", "grid"),
-        # the runner reports it; results without it (other kinds, older code): the same measurement
-        "realised_rate": result.get("realised_rate", result.get("missing_fraction_train")),
-        "flops_train": flops.get("train"),
-        "flops_train_dense": flops.get("train_dense"),
-        "flops_inference": flops.get("inference_per_sample"),
-        "flops_inference_dense": flops.get("inference_per_sample_dense"),
-        "config": json.dumps(cfg, sort_keys=True),
-        "metrics": json.dumps(metrics, sort_keys=True),
-        "versions": json.dumps(result.get("versions", {}), sort_keys=True),
-        "warnings": json.dumps(result.get("warnings", [])),
-    }
-    for m in METRIC_COLUMNS:
-        row[m] = metrics.get(m)
-        row[f"val_{m}"] = metrics.get(f"val_{m}")
-    for c in ("density", "epochs", "n_train", "n_val", "n_test", "n_features", "missing_fraction_train",
-              "missing_fraction_test", "fit_time_s", "predict_time_s", "represent_time_s", "wall_time_s",
-              "peak_memory_mb", "memory_increase_mb", "host", "started_at", "finished_at"):
-        row[c] = result.get(c)
-    return row
-
-
 def _plain(v):
     """A value SQLite can bind: numpy scalars to Python, NaN / NA to NULL, containers to JSON."""
-    import math
-
     if v is None:
         return None
     if isinstance(v, (list, dict, tuple)):
@@ -473,13 +293,8 @@ def _plain(v):
             v = v.item()
         except (ValueError, AttributeError):
             pass
-    try:
-        import pandas as pd
-
-        if v is pd.NA:
-            return None
-    except ImportError:  # pragma: no cover
-        pass
+    if v is pd.NA:
+        return None
     if isinstance(v, float) and math.isnan(v):
         return None
     return v

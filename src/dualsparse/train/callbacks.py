@@ -61,27 +61,3 @@ class CallbackList:
                     fn(*args, **kwargs)
 
         return call
-
-
-# ---------------------------------------------------------------------- per-example tracking plug-in
-# ``track_examples=True`` attaches dualsparse.dynamics.ExampleTracker. train must not import
-# dynamics (imports point one way), so dynamics registers its tracker here when it is imported,
-# and make_example_tracker imports it by name only when tracking is asked for.
-_EXAMPLE_TRACKER = None
-
-
-def register_example_tracker(factory) -> None:
-    """Called by :mod:`dualsparse.dynamics` on import: the class ``track_examples`` builds."""
-    global _EXAMPLE_TRACKER
-    _EXAMPLE_TRACKER = factory
-
-
-def make_example_tracker(**options):
-    """A new per-example tracker (``dualsparse.dynamics.ExampleTracker(**options)``)."""
-    if _EXAMPLE_TRACKER is None:
-        import importlib
-
-        importlib.import_module("dualsparse.dynamics")  # registers itself
-    if _EXAMPLE_TRACKER is None:
-        raise RuntimeError("track_examples needs dualsparse.dynamics, which did not register its ExampleTracker")
-    return _EXAMPLE_TRACKER(**options)

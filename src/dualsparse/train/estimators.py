@@ -22,7 +22,7 @@ from ..sparse import SparseLinear
 from ..sparse.topology import row_of_each
 from ..sparse.density import DEFAULT_EPSILON, DISTRIBUTIONS, DensityWarning, layer_densities, sparse_epsilon_limit
 from ..utils import check_random_state, derive_seed
-from .callbacks import CallbackList, make_example_tracker
+from .callbacks import CallbackList
 from .compiled_epoch import CompiledEpoch, batch_callbacks
 from .flops import FlopCounter
 from .fused_step import make_fused_step
@@ -131,10 +131,14 @@ class _BaseSparseMLP(BaseEstimator):
             v = getattr(self, name)
             if not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not isinstance(self.track_examples, (bool, dict)):
+        if self.track_examples is not False:
+            # the shortcut used to build dualsparse.dynamics.ExampleTracker from here, which made
+            # train reach up into dynamics; the tracker is an ordinary callback now
             raise ValueError(
-                f"track_examples must be True, False or a dict of ExampleTracker options "
-                f"(e.g. {{'grand_epoch': 3}}), got {self.track_examples!r}"
+                f"track_examples is deprecated and no longer attaches a tracker (got {self.track_examples!r}); "
+                "pass the tracker as a callback instead: from dualsparse.dynamics import ExampleTracker; "
+                "tracker = ExampleTracker(**options); est.set_params(callbacks=[tracker]); after fit read "
+                "tracker.example_stats_ and tracker.epoch_stats_"
             )
         if getattr(algorithm, "needs_example_stats", False) and not self.track_examples:
             raise ValueError(f"algorithm {algorithm!r} removes examples by their forgetting statistics, which the "
@@ -201,11 +205,6 @@ class _BaseSparseMLP(BaseEstimator):
                                         steps_per_epoch=-(-train_index.size // self.batch_size))
             self.algorithm_.prepare(X[train_index])
         callbacks = list(self.callbacks or [])
-        if self.track_examples:
-            if first or getattr(self, "example_tracker_", None) is None:
-                options = self.track_examples if isinstance(self.track_examples, dict) else {}
-                self.example_tracker_ = make_example_tracker(**options)
-            callbacks.append(self.example_tracker_)
         callbacks = CallbackList(callbacks)
         callbacks.on_fit_begin(self, X, y, train_index, val_index)
         torch_seed = derive_seed(rng)
@@ -216,9 +215,6 @@ class _BaseSparseMLP(BaseEstimator):
             self._train(X, y, train_index, val_index, epochs, rng, device, callbacks)
         self.flops_ = self.flop_counter_.summary(X[train_index])
         callbacks.on_fit_end(self)
-        if self.track_examples:
-            self.example_stats_ = self.example_tracker_.example_stats_
-            self.epoch_stats_ = self.example_tracker_.epoch_stats_
         return self
 
     def _train(self, X, y, train_index, val_index, epochs, rng, device, callbacks):
