@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits
 from dualsparse import SparseMLPClassifier, SparseMLPRegressor
 from dualsparse.dst import GMP, MagnitudeDrop, ResizingAlgorithm, register_algorithm, unregister_algorithm
 from dualsparse.dst.registry import algorithm_info
-from dualsparse.dynamics import make_task_sequence, run_continual
+from dualsparse.dynamics import ExampleTracker, make_task_sequence, run_continual
 from dualsparse.sparse import SparseLinear
 from dualsparse.sparse.flops import backward_flops, forward_flops
 from dualsparse.train.compiled_epoch import CompiledEpoch
@@ -120,8 +120,9 @@ def test_flops_count_the_nnz_each_epoch_trained_with(digits):
 @pytest.mark.parametrize("algorithm", FAMILY)
 def test_tracker_sees_every_topology_update(digits, algorithm):
     X, y = digits
-    est = est_for(algorithm, track_examples=True).fit(X, y)
-    stats = est.epoch_stats_
+    tracker = ExampleTracker()
+    est = est_for(algorithm, callbacks=[tracker]).fit(X, y)
+    stats = tracker.epoch_stats_
     updated = [i for i, h in enumerate(est.history_) if "topology" in h]
     assert stats["topology_update"].to_numpy().nonzero()[0].tolist() == updated
     for i in updated:
@@ -173,15 +174,16 @@ def test_sparse_start_and_dense_start_build_at_the_initial_density(digits):
 def test_mest_removes_examples_never_forgotten(digits):
     X, y = digits
     opts = {"remove_unforgettable": 0.25, "remove_at": 2}
-    with pytest.raises(ValueError, match="track_examples=True"):
+    with pytest.raises(ValueError, match=r"callbacks=\[ExampleTracker\(\)\]"):
         est_for("mest", algorithm_options=opts).fit(X, y)
-    est = est_for("mest", algorithm_options=opts, track_examples=True).fit(X, y)
+    tracker = ExampleTracker()
+    est = est_for("mest", algorithm_options=opts, callbacks=[tracker]).fit(X, y)
     removed = est.removed_examples_
     assert 0 < removed.size <= 100  # a quarter of 400, if that many were never forgotten
     n = 400 - removed.size
-    assert est.epoch_stats_["presentations"].tolist() == [400, 400, n, n, n]
+    assert tracker.epoch_stats_["presentations"].tolist() == [400, 400, n, n, n]
     # those removed had been learned and never forgotten (no longer presented, the counts stay)
-    ex = est.example_stats_
+    ex = tracker.example_stats_
     assert np.all(ex["forgetting_events"].to_numpy()[removed] == 0)
     assert not ex["never_learned"].to_numpy()[removed].any()
     # the examples kept that were removable: none, unless more than a quarter were

@@ -86,6 +86,8 @@ class ExampleTracker(Callback):
     fresh ``fit`` or different data starts it afresh. Call :meth:`reset` to force a restart.
     """
 
+    provides_example_stats = True  # MEST's data side reads example_stats_ during fit
+
     def __init__(self, el2n_epoch: int = 2, grand_epoch: int | None = None, eval_every: int | None = 1,
                  track_topology: bool = False, history: bool = False, eval_batch_size: int = 4096,
                  grand_batch_size: int = 256):

@@ -14,6 +14,10 @@ class Callback:
     #: (:mod:`dualsparse.train.compiled_epoch`) then stay on, and its ``on_batch_end`` is called
     #: for every batch, in order, right after the compiled run that trained them.
     on_batch_end_reads_model = True
+    #: Whether the callback holds per-example statistics while the fit runs (``example_stats_``
+    #: with ``forgetting_events`` and ``never_learned``, as ``dualsparse.dynamics.ExampleTracker``):
+    #: an algorithm that drops examples by them (MEST's data side) reads the first such callback.
+    provides_example_stats = False
 
     def on_fit_begin(self, est, X, y, train_index, validation_index):
         pass
@@ -32,6 +36,11 @@ class Callback:
 
     def on_fit_end(self, est):
         pass
+
+
+def example_stats_source(callbacks):
+    """The first callback that provides per-example statistics during fit, or None."""
+    return next((cb for cb in (callbacks or []) if getattr(cb, "provides_example_stats", False)), None)
 
 
 class CallbackList:

@@ -22,7 +22,7 @@ from ..sparse import SparseLinear
 from ..sparse.topology import row_of_each
 from ..sparse.density import DEFAULT_EPSILON, DISTRIBUTIONS, DensityWarning, layer_densities, sparse_epsilon_limit
 from ..utils import check_random_state, derive_seed
-from .callbacks import CallbackList
+from .callbacks import CallbackList, example_stats_source
 from .compiled_epoch import CompiledEpoch, batch_callbacks
 from .flops import FlopCounter
 from .fused_step import make_fused_step
@@ -140,9 +140,10 @@ class _BaseSparseMLP(BaseEstimator):
                 "tracker = ExampleTracker(**options); est.set_params(callbacks=[tracker]); after fit read "
                 "tracker.example_stats_ and tracker.epoch_stats_"
             )
-        if getattr(algorithm, "needs_example_stats", False) and not self.track_examples:
+        if getattr(algorithm, "needs_example_stats", False) and example_stats_source(self.callbacks) is None:
             raise ValueError(f"algorithm {algorithm!r} removes examples by their forgetting statistics, which the "
-                             f"per-example tracker collects: set track_examples=True (or turn the option off)")
+                             f"per-example tracker collects: pass callbacks=[ExampleTracker()] "
+                             f"(from dualsparse.dynamics import ExampleTracker), or turn the option off")
         return hidden, algorithm
 
     def _check_X(self, X, reset: bool):
@@ -352,7 +353,7 @@ class _BaseSparseMLP(BaseEstimator):
     def _keep_examples(self, epoch: int, train_index: np.ndarray) -> np.ndarray:
         """The training rows left once the algorithm removes examples by their forgetting
         statistics (MEST's data efficiency), read from the per-example tracker."""
-        stats = self.example_tracker_.example_stats_
+        stats = example_stats_source(self.callbacks).example_stats_
         forgetting = stats["forgetting_events"].to_numpy(dtype=np.int64, na_value=0)[train_index]
         learned = ~stats["never_learned"].to_numpy(dtype=bool, na_value=True)[train_index]
         keep = self.algorithm_.examples_to_keep(epoch, forgetting, learned)
