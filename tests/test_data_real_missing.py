@@ -51,7 +51,7 @@ def test_apply_to_both_draws_mar_drivers_observed_in_the_test_rows_too():
 
 
 def test_report_names_real_missing_values():
-    from dualsparse.experiments.report import _rate_label
+    from dualsparse.experiments.grid_report import _rate_label
 
     def summary(own, mechanism="mcar"):
         return pd.DataFrame({"mechanism": [mechanism, mechanism], "rate": [0.0, 0.2],
