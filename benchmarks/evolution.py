@@ -73,10 +73,20 @@ def worker(name: str, hidden: int, repeats: int, batch: int, profile: bool) -> d
 
     info = algorithm_info(name)
     options = {"zeta": 0.3} if info.accepts("zeta") else {}
-    algo = make_algorithm(name, **options)
     t0 = time.perf_counter()
     model = build_mlp(3312, (hidden, hidden, hidden), 5, sparse=True, epsilon=20.0, activation="allrelu",
                       rng=np.random.default_rng(0))
+    built = [m.density for m in model.modules() if isinstance(m, SparseLinear)]
+    if info.accepts("final_density"):
+        # pruning algorithms (GMP, GraNet, SNIP): from the ER network built here to half its density
+        # per layer, one step of the cubic curve per call (call k at epoch k, the curve ending after
+        # the last call), so every call prunes
+        options["final_density"] = [d / 2 for d in built]
+        if info.accepts("initial_density"):
+            options["initial_density"] = built
+        if info.accepts("end"):
+            options["end"] = repeats + 1
+    algo = make_algorithm(name, **options)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     data = np.random.default_rng(1)
     x = torch.from_numpy(data.standard_normal((batch, 3312)).astype(np.float32))
@@ -95,8 +105,11 @@ def worker(name: str, hidden: int, repeats: int, batch: int, profile: bool) -> d
     nnz_before = [m.nnz for m in layers]
     rng = np.random.default_rng(2)
 
+    calls = iter(range(1, 1 << 30))
+
     def update():
-        algo.update(model, opt, 0, 0, rng, context)
+        epoch = next(calls) if info.changes_density else 0
+        algo.update(model, opt, epoch, 0, rng, context)
 
     rss_before = rss_mb()
     if profile:
