@@ -100,22 +100,38 @@ class TopologyAlgorithm:
             old_position = self._random_swap_small(layer, n_swap, rng)
             remap_state_in_place(optimizer, layer.values, old_position)
             return {"layer": index, "nnz": layer.nnz, "dropped": n_swap, "grown": n_swap}
-        bits, absolute = self.drop_bits(layer, context)
-        g_ptr, g_col = self.grow_csr(layer, n_swap, rng, context)
+        return self.evolve_layer(layer, n_swap, n_swap, optimizer, rng, context, index)
+
+    def evolve_layer(self, layer: SparseLinear, n_drop: int, n_grow: int, optimizer, rng, context, index: int = 0,
+                     scores: np.ndarray | None = None) -> dict:
+        """Drop the ``n_drop`` lowest drop scores (``scores`` if given, else the drop rule's) and
+        grow ``n_grow`` positions of the grow rule, in one :func:`evolve_csr` pass; counts as
+        given (callers clip them). Kept connections keep value and optimiser state; grown ones get
+        ``grow_init`` values and zeroed state. ``n_drop != n_grow`` resizes the layer (a new
+        ``values`` Parameter, re-registered in the optimiser by :func:`remap_state`)."""
+        nnz = layer.nnz
         values = layer.values.detach()
         work_dtype = values.dtype if values.dtype in (torch.float32, torch.float64) else torch.float32
         values = values.cpu().to(work_dtype).numpy()
-        if self.grow_init == "zero":
-            new_vals = np.zeros(n_swap, dtype=values.dtype)
+        if n_drop > 0:
+            bits, absolute = score_bits(np.asarray(scores)) if scores is not None else self.drop_bits(layer, context)
+        else:
+            bits, absolute = values.view(np.uint32 if values.dtype == np.float32 else np.uint64), True
+        if n_grow > 0:
+            g_ptr, g_col = self.grow_csr(layer, n_grow, rng, context)
+        else:
+            g_ptr, g_col = np.zeros(layer.out_features + 1, dtype=np.int64), np.empty(0, dtype=np.int32)
+        if self.grow_init == "zero" or n_grow == 0:
+            new_vals = np.zeros(n_grow, dtype=values.dtype)
         else:
             new_vals = layer.init_values(row_of_each(g_ptr), rng)
-        row_ptr, col_idx, values, old_position = evolve_csr(
-            layer.row_ptr.cpu().numpy(), layer.col_idx.cpu().numpy(), values, bits, absolute, n_swap, g_ptr, g_col, new_vals
+        row_ptr, col_idx, new_values, old_position = evolve_csr(
+            layer.row_ptr.cpu().numpy(), layer.col_idx.cpu().numpy(), values, bits, absolute, n_drop, g_ptr, g_col, new_vals
         )
         old_param = layer.values
-        layer.replace_pattern(row_ptr, col_idx, torch.from_numpy(values))
-        remap_state(optimizer, old_param, layer.values, old_position)
-        return {"layer": index, "nnz": layer.nnz, "dropped": n_swap, "grown": n_swap}
+        layer.replace_pattern(row_ptr, col_idx, torch.from_numpy(new_values))
+        remap_state(optimizer, old_param, layer.values, old_position, n_old=nnz)
+        return {"layer": index, "nnz": layer.nnz, "dropped": n_drop, "grown": n_grow}
 
     def _swaps_small(self, layer: SparseLinear, n_positions: int) -> bool:
         """Plain magnitude drop, uniform growth at zero, a small CPU layer: SET's update, done by

@@ -18,10 +18,8 @@ import numpy as np
 import torch
 
 from ..sparse import SparseLinear
-from ..sparse.topology import evolve_csr, row_of_each, score_bits
 from ..utils import check_random_state
 from .algorithm import TopologyAlgorithm, _LayerContext
-from .optim_state import remap_state
 
 
 class ResizingAlgorithm(TopologyAlgorithm):
@@ -69,28 +67,7 @@ class ResizingAlgorithm(TopologyAlgorithm):
         n_drop = max(0, min(int(n_drop), nnz, nnz - 1 + n_grow))
         if n_drop == 0 and n_grow == 0:
             return {"layer": index, "nnz": nnz, "dropped": 0, "grown": 0}
-        values = layer.values.detach()
-        work_dtype = values.dtype if values.dtype in (torch.float32, torch.float64) else torch.float32
-        values = values.cpu().to(work_dtype).numpy()
-        if n_drop > 0:
-            bits, absolute = score_bits(np.asarray(scores)) if scores is not None else self.drop_bits(layer, context)
-        else:
-            bits, absolute = values.view(np.uint32 if values.dtype == np.float32 else np.uint64), True
-        if n_grow > 0:
-            g_ptr, g_col = self.grow_csr(layer, n_grow, rng, context)
-        else:
-            g_ptr, g_col = np.zeros(layer.out_features + 1, dtype=np.int64), np.empty(0, dtype=np.int32)
-        if self.grow_init == "zero" or n_grow == 0:
-            new_vals = np.zeros(n_grow, dtype=values.dtype)
-        else:
-            new_vals = layer.init_values(row_of_each(g_ptr), rng)
-        row_ptr, col_idx, new_values, old_position = evolve_csr(
-            layer.row_ptr.cpu().numpy(), layer.col_idx.cpu().numpy(), values, bits, absolute, n_drop, g_ptr, g_col, new_vals
-        )
-        old_param = layer.values
-        layer.replace_pattern(row_ptr, col_idx, torch.from_numpy(new_values))
-        remap_state(optimizer, old_param, layer.values, old_position, n_old=nnz)
-        return {"layer": index, "nnz": layer.nnz, "dropped": n_drop, "grown": n_grow}
+        return self.evolve_layer(layer, n_drop, n_grow, optimizer, rng, context, index, scores)
 
     def grow_csr(self, layer, n: int, rng, context):
         if n <= 0:

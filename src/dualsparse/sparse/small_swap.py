@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .topology import _JIT, _accept_row, _merge_row, _okey, _order_params, _remove_positions, _union_rows
+from .topology import _JIT, _accept_row, _merge_row, _okey, _order_params, rejection_rows
 
 SMALL_SWAP_MAX = 1 << 16  # connections (nnz) up to which a layer takes this path
 
@@ -44,32 +44,10 @@ def random_swap_small(row_ptr, col_idx, values, n_in: int, n_swap: int, rng):
 
 
 def _sample_rows(row_ptr, col_idx, n_in, n, rng):
-    """``sample_absent_csr``'s rejection loop (same draws, in the same order) on serial kernels."""
-    n_out = row_ptr.shape[0] - 1
-    nnz = int(row_ptr[-1])
-    n_positions = n_out * n_in
-    if n > n_positions - nnz:
-        raise ValueError(f"cannot place {n} connections: only {n_positions - nnz} positions are free")
-    ch_ptr = np.zeros(n_out + 1, dtype=np.int64)
-    ch_col = np.empty(0, dtype=col_idx.dtype)
-    while True:
-        have = int(ch_ptr[-1])
-        need = n - have
-        if need <= 0:
-            return ch_ptr, ch_col
-        accept = max(0.05, 1.0 - (nnz + have + 0.5 * need) / n_positions)
-        m = int(need / accept + 4.0 * np.sqrt(need)) + 16
-        counts = rng.poisson(m / n_out, size=n_out)
-        expo = rng.standard_exponential(int(counts.sum()) + n_out)
-        a_ptr, a_col = _accept_small(counts, expo, n_in, row_ptr, col_idx, ch_ptr, ch_col)
-        got = int(a_ptr[-1])
-        if got > need:
-            remove = np.sort(rng.choice(got, size=got - need, replace=False))
-            a_ptr, a_col = _remove_positions(a_ptr, a_col, remove)
-        if have == 0:
-            ch_ptr, ch_col = a_ptr, a_col
-        else:
-            ch_ptr, ch_col = _union_rows(ch_ptr, ch_col, a_ptr, a_col)
+    """``sample_absent_csr``'s rejection loop (same draws, in the same order) on a serial kernel."""
+    return rejection_rows(row_ptr, col_idx, n_in, n, rng,
+                          lambda counts, expo, ch_ptr, ch_col: _accept_small(counts, expo, n_in, row_ptr, col_idx,
+                                                                             ch_ptr, ch_col))
 
 
 @nb.njit(**_JIT)

@@ -677,22 +677,43 @@ def _sample_absent_csr(row_ptr: np.ndarray, col_idx: np.ndarray, n_in: int, n: i
         return csr_of_keys(sample_absent(n_positions, keys_from_csr(row_ptr, col_idx, n_in), n, rng), n_out, n_in)
     if col_idx.dtype != col_dtype:
         col_idx = col_idx.astype(col_dtype)
+    n_chunks = _n_chunks(n_out, 1 << 12)
+    no_cols = np.empty(0, col_dtype)
+
+    def accept(counts, expo, ch_ptr, ch_col):
+        ptr = np.zeros(n_out + 1, dtype=np.int64)
+        np.cumsum(counts, out=ptr[1:])
+        return _accept_rows(ptr, expo, n_in, row_ptr, col_idx, ch_ptr, ch_col, no_cols, n_chunks)
+
+    return rejection_rows(row_ptr, col_idx, n_in, n, rng, accept)
+
+
+def rejection_rows(row_ptr, col_idx, n_in: int, n: int, rng, accept):
+    """The rejection loop of :func:`sample_absent_csr` (one copy, shared with the small-layer path).
+
+    Each round draws Poisson(m / n_out) positions per row (a Poisson process: all positions
+    exchangeable, so the distinct absent ones, given their number, are a uniform subset) with
+    columns iid uniform, from exponential spacings; ``accept(counts, expo, ch_ptr, ch_col)`` keeps
+    the distinct absent ones not chosen yet, as (ptr, cols) by row; a uniform subset is kept if too
+    many, and rounds repeat for the missing ones. The draws and their order are fixed here.
+    """
+    n_out = row_ptr.shape[0] - 1
+    nnz = int(row_ptr[-1])
+    n_positions = n_out * n_in
+    if n > n_positions - nnz:
+        raise ValueError(f"cannot place {n} connections: only {n_positions - nnz} positions are free")
     ch_ptr = np.zeros(n_out + 1, dtype=np.int64)
-    ch_col = np.empty(0, dtype=col_dtype)
+    ch_col = np.empty(0, dtype=col_idx.dtype)
     while True:
         have = int(ch_ptr[-1])
         need = n - have
         if need <= 0:
             return ch_ptr, ch_col
-        accept = max(0.05, 1.0 - (nnz + have + 0.5 * need) / n_positions)
-        m = int(need / accept + 4.0 * np.sqrt(need)) + 16
-        # Poisson(m / n_out) draws per row (a Poisson process: all positions exchangeable, so the
-        # distinct absent ones, given their number, are a uniform subset), columns iid uniform
-        ptr = np.zeros(n_out + 1, dtype=np.int64)
-        np.cumsum(rng.poisson(m / n_out, size=n_out), out=ptr[1:])
-        expo = rng.standard_exponential(int(ptr[-1]) + n_out)
-        a_ptr, a_col = _accept_rows(ptr, expo, n_in, row_ptr, col_idx, ch_ptr, ch_col, np.empty(0, col_dtype),
-                                    _n_chunks(n_out, 1 << 12))
+        accept_rate = max(0.05, 1.0 - (nnz + have + 0.5 * need) / n_positions)
+        m = int(need / accept_rate + 4.0 * np.sqrt(need)) + 16
+        counts = rng.poisson(m / n_out, size=n_out)
+        expo = rng.standard_exponential(int(counts.sum()) + n_out)
+        a_ptr, a_col = accept(counts, expo, ch_ptr, ch_col)
         del expo
         got = int(a_ptr[-1])
         if got > need:
