@@ -96,14 +96,17 @@ def test_batch_sizes_match_autograd(data, batch_size):
     _assert_same(_fit(SparseMLPClassifier, X, y, True, **kw), _fit(SparseMLPClassifier, X, y, False, **kw))
 
 
-@pytest.mark.parametrize("keep", [0.03, 0.6], ids=["walked", "scattered"])
-def test_sparse_input_matches_autograd(data, keep, monkeypatch):
+@pytest.mark.parametrize("keep,densify", [(0.03, True), (0.6, False), (0.6, True)],
+                         ids=["walked", "scattered", "densified"])
+def test_sparse_input_matches_autograd(data, keep, densify, monkeypatch):
     """CSR input: walked per stored value below SPARSE_WALK_BELOW, scattered into the dense
-    loops above it; both branches against the autograd path on the same CSR input."""
+    loops above it, or (small inputs) expanded to dense rows once; each against the autograd
+    path on the same CSR input."""
     X, y, _ = data
     rng = np.random.default_rng(1)
     Xs = sp.csr_matrix(np.where(rng.random(X.shape) < keep, X, 0).astype(np.float32))
     monkeypatch.setattr(compiled_epoch, "SPARSE_WALK_BELOW", 0.2)
+    monkeypatch.setattr(compiled_epoch, "DENSIFY_MAX_CELLS", 1 << 22 if densify else 0)
     walk = Xs.nnz < 0.2 * X.size
     assert walk == (keep < 0.2)
     calls = _spy(monkeypatch)
@@ -113,7 +116,9 @@ def test_sparse_input_matches_autograd(data, keep, monkeypatch):
     _assert_same(a, _fit(SparseMLPClassifier, Xs, y, False, **kw))
 
 
-def test_sparse_input_first_layer_flops_follow_the_stored_values(data):
+@pytest.mark.parametrize("densify", [True, False])
+def test_sparse_input_first_layer_flops_follow_the_stored_values(data, densify, monkeypatch):
+    monkeypatch.setattr(compiled_epoch, "DENSIFY_MAX_CELLS", 1 << 22 if densify else 0)
     X, y, _ = data
     D = np.where(np.abs(X) > 1.2, X, 0).astype(np.float32)
     D[[0, 1, -1]] = 0  # rows with nothing stored, the last one too

@@ -46,6 +46,12 @@ ENV_VAR = "DUALSPARSE_COMPILED_EPOCH"
 #: (cost: stored values x fan-out); denser batches are scattered into the dense loops, which
 #: vectorise over the batch (see benchmarks/small_data.py)
 SPARSE_WALK_BELOW = 0.05
+#: a CSR input at least ``2 x SPARSE_WALK_BELOW`` stored and of at most this many cells (rows x
+#: features) is expanded to dense float32 rows once per fit: its batches would be scattered into
+#: the dense loops anyway, and zeroing plus scattering every batch cost 5-10 % over dense rows
+#: (the sweep shape of benchmarks/small_data.py). The arithmetic is the scattered path's; first-layer
+#: FLOPs still follow the stored values. Larger inputs stay CSR (memory follows their non-zeros).
+DENSIFY_MAX_CELLS = 1 << 22
 #: batch x live weights up to which one compiled thread is used when several are available; above
 #: it the per-step paths' threaded kernels win. Measured (SET MLP 500-H-H-2, SGD, 2 threads;
 #: compiled / per-step time): H = 1000, batch 32 (4.8 M): 0.79; H = 2000, batch 32 (16 M): 1.39,
@@ -113,11 +119,17 @@ class CompiledEpoch:
         self.act_kind = np.array([a[0] for a in acts] + [0], dtype=np.int64)
         self.slopes = np.array([a[1] for a in acts] + [0.0], dtype=np.float32)
         self.sparse_input = sp.issparse(X)
+        self.row_of_stored = None  # densified CSR input: its pattern as a 0/1 CSR matrix (FLOP count)
         if self.sparse_input:
             self.X = _EMPTY_2D
             self.x_ptr = X.indptr.astype(np.int64, copy=False)
             self.x_idx = X.indices.astype(np.int64, copy=False)
             self.x_val = X.data.astype(np.float32, copy=False)
+            cells = X.shape[0] * X.shape[1]
+            if 0 < cells <= DENSIFY_MAX_CELLS and X.nnz >= 2 * SPARSE_WALK_BELOW * cells:
+                self.X = np.ascontiguousarray(X.toarray(), dtype=np.float32)
+                self.row_of_stored = sp.csr_matrix((np.ones(X.nnz), X.indices, X.indptr), shape=X.shape)
+                self._row_products = (None, None)  # (first layer's col_idx tensor, products per row)
         else:
             self.X = np.ascontiguousarray(X, dtype=np.float32)
             self.x_ptr = self.x_idx = _EMPTY_I
@@ -242,7 +254,8 @@ class CompiledEpoch:
         hyper = np.array([group["lr"], group.get("momentum", 0.0), group["weight_decay"],
                           betas[0], betas[1], group.get("eps", 1e-8)], dtype=np.float64)
         first = self.layers[0]
-        if self.sparse_input:
+        walks = self.sparse_input and self.row_of_stored is None
+        if walks:
             col_ptr, row_idx, perm = first.csc()
             csc = (col_ptr.numpy(), _idx(row_idx).astype(np.int64, copy=False), _idx(perm).astype(np.int64, copy=False))
         else:
@@ -252,7 +265,7 @@ class CompiledEpoch:
         outputs = np.empty((order.size, n_out) if record else (0, 0), dtype=np.float32)
         batch_losses = np.empty(-(-order.size // self.batch) if record else 0, dtype=np.float64)
         total, products = E.train_epoch(
-            self.X, self.x_ptr, self.x_idx, self.x_val, self.sparse_input, SPARSE_WALK_BELOW, order, self.batch,
+            self.X, self.x_ptr, self.x_idx, self.x_val, walks, SPARSE_WALK_BELOW, order, self.batch,
             rows, cols, vals, biases, s1v, s2v, s1b, s2b, csc[0], csc[1], csc[2],
             tuple(np.empty_like(v) for v in vals), tuple(np.empty_like(b) for b in biases),
             self.xt, self.zs, self.acts, self.grads,
@@ -264,8 +277,20 @@ class CompiledEpoch:
             for layer in self.layers:
                 for p in (layer.values, layer.bias):
                     self.optimizer.state[p]["step"] += n_steps
+        if self.row_of_stored is not None:  # the kernel ran dense rows: count the stored values' products
+            products = int(round(self._products_per_row(first)[order].sum()))
         self.first_products = int(products) if self.sparse_input else None
         return (float(total), outputs, batch_losses) if record else float(total)
+
+
+    def _products_per_row(self, first) -> np.ndarray:
+        """Stored values x fan-out per row (the FLOP convention), recomputed when the topology changed."""
+        cols, per_row = self._row_products
+        if cols is not first.col_idx:
+            fan_out = np.bincount(first.col_idx.numpy(), minlength=first.in_features).astype(np.float64)
+            per_row = self.row_of_stored @ fan_out
+            self._row_products = (first.col_idx, per_row)
+        return per_row
 
 
 def _usable(state: torch.Tensor, param: torch.Tensor) -> bool:
