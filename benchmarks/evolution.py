@@ -86,6 +86,11 @@ def worker(name: str, hidden: int, repeats: int, batch: int, profile: bool) -> d
             options["initial_density"] = built
         if info.accepts("end"):
             options["end"] = repeats + 1
+    if info.accepts("candidates") and hidden > 10_000:
+        # SNFS scores every absent position unless told to sample: at lung sizes that is
+        # O(in x out) per update, so it runs here with its sampled growth (10 candidates per
+        # connection to grow)
+        options["candidates"] = 10
     algo = make_algorithm(name, **options)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     data = np.random.default_rng(1)
