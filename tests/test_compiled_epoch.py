@@ -273,3 +273,18 @@ def test_divergence_is_reported(data):
     with pytest.raises(FloatingPointError, match="lower learning_rate"):
         _fit(SparseMLPRegressor, X * 1e4, np.stack([y, y], 1) * 1e6, True, optimizer="sgd", learning_rate=10.0,
              momentum=0.9)
+
+
+def test_dense_network_on_csr_input_trains_as_on_the_same_dense_rows(data):
+    """A dense network reads CSR input as dense rows (expanded once per fit): same weights and
+    FLOPs as when the same rows are given dense."""
+    X, y, _ = data
+    rng = np.random.default_rng(3)
+    D = np.where(rng.random(X.shape) < 0.6, X, 0).astype(np.float32)
+    kw = dict(algorithm="dense", hidden_layer_sizes=(16,), optimizer="sgd", momentum=0.9, max_epochs=3,
+              batch_size=8, random_state=0)
+    a = SparseMLPClassifier(**kw).fit(sp.csr_matrix(D), y)
+    b = SparseMLPClassifier(**kw).fit(D, y)
+    for p, q in zip(a.module_.parameters(), b.module_.parameters()):
+        assert torch.equal(p, q)
+    assert a.flops_["train"] == b.flops_["train"]

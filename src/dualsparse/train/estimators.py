@@ -219,6 +219,11 @@ class _BaseSparseMLP(BaseEstimator):
         return self
 
     def _train(self, X, y, train_index, val_index, epochs, rng, device, callbacks):
+        if sp.issparse(X) and not self.algorithm_.sparse and X.shape[0] * X.shape[1] <= DENSE_ROWS_MAX_CELLS:
+            # dense layers read every batch as dense rows: convert a small CSR input once rather
+            # than slice and expand it at every step (1.4-1.7x the dense-input time on the sweep
+            # shape); the batches, and so the numbers and FLOP counts, are the same
+            X = X.toarray()
         best_score, best_state, stall = -np.inf, None, 0
         y_t = torch.as_tensor(y, device=device)
         loss_fn = self._loss_fn()
@@ -686,6 +691,10 @@ def _reject_non_finite(a, name, hint):
     if data.size and not np.isfinite(data).all():
         kind = "NaN" if np.isnan(data).any() else "infinity"
         raise ValueError(f"Input {name} contains {kind}. {hint}.")
+
+
+#: cells (rows x features) up to which a CSR input to a dense network is expanded once per fit
+DENSE_ROWS_MAX_CELLS = 1 << 22
 
 
 def _batch(X, idx, device, dense: bool):
