@@ -119,7 +119,7 @@ class CompiledEpoch:
         self.act_kind = np.array([a[0] for a in acts] + [0], dtype=np.int64)
         self.slopes = np.array([a[1] for a in acts] + [0.0], dtype=np.float32)
         self.sparse_input = sp.issparse(X)
-        self.row_of_stored = None  # densified CSR input: its pattern as a 0/1 CSR matrix (FLOP count)
+        self.stored_pattern = None  # densified CSR input: its pattern as a 0/1 CSR matrix (FLOP count)
         if self.sparse_input:
             self.X = _EMPTY_2D
             self.x_ptr = X.indptr.astype(np.int64, copy=False)
@@ -128,7 +128,7 @@ class CompiledEpoch:
             cells = X.shape[0] * X.shape[1]
             if 0 < cells <= DENSIFY_MAX_CELLS and X.nnz >= 2 * SPARSE_WALK_BELOW * cells:
                 self.X = np.ascontiguousarray(X.toarray(), dtype=np.float32)
-                self.row_of_stored = sp.csr_matrix((np.ones(X.nnz), X.indices, X.indptr), shape=X.shape)
+                self.stored_pattern = sp.csr_matrix((np.ones(X.nnz), X.indices, X.indptr), shape=X.shape)
                 self._row_products = (None, None)  # (first layer's col_idx tensor, products per row)
         else:
             self.X = np.ascontiguousarray(X, dtype=np.float32)
@@ -254,7 +254,7 @@ class CompiledEpoch:
         hyper = np.array([group["lr"], group.get("momentum", 0.0), group["weight_decay"],
                           betas[0], betas[1], group.get("eps", 1e-8)], dtype=np.float64)
         first = self.layers[0]
-        walks = self.sparse_input and self.row_of_stored is None
+        walks = self.sparse_input and self.stored_pattern is None
         if walks:
             col_ptr, row_idx, perm = first.csc()
             csc = (col_ptr.numpy(), _idx(row_idx).astype(np.int64, copy=False), _idx(perm).astype(np.int64, copy=False))
@@ -277,7 +277,7 @@ class CompiledEpoch:
             for layer in self.layers:
                 for p in (layer.values, layer.bias):
                     self.optimizer.state[p]["step"] += n_steps
-        if self.row_of_stored is not None:  # the kernel ran dense rows: count the stored values' products
+        if self.stored_pattern is not None:  # the kernel ran dense rows: count the stored values' products
             products = int(round(self._products_per_row(first)[order].sum()))
         self.first_products = int(products) if self.sparse_input else None
         return (float(total), outputs, batch_losses) if record else float(total)
@@ -288,7 +288,7 @@ class CompiledEpoch:
         cols, per_row = self._row_products
         if cols is not first.col_idx:
             fan_out = np.bincount(first.col_idx.numpy(), minlength=first.in_features).astype(np.float64)
-            per_row = self.row_of_stored @ fan_out
+            per_row = self.stored_pattern @ fan_out
             self._row_products = (first.col_idx, per_row)
         return per_row
 
