@@ -25,7 +25,10 @@ Columns: median wall time of ``fit`` (s) and spread (min-max) over the repeats; 
 against scikit-learn and against our ``dense``; the training-FLOP ratio against the dense network
 (``flops_['train_ratio']``); ``time/FLOP`` = (time ratio vs our dense) / (FLOP ratio), which is 1
 where time follows FLOPs exactly; test accuracy, mean and sd over repeats (repeat r uses
-``random_state=r``, so the sd is seed noise).
+``random_state=r``, so the sd is seed noise). In the sweep, each model's observed-CSR fit runs
+right after its dense-input twin with the same seed, and a second table gives their per-repeat
+ratio (median, min-max, how many repeats the CSR fit was slower): on a shared machine the ratio of
+medians of ~0.1-0.2 s fits taken seconds apart drifts by 15-30 %, the paired ratio much less.
 
 Targets (issue 13): ``set`` at sparsity 0.9 at most 0.5x scikit-learn's time; sparse-vs-our-dense
 time within 2x of the FLOP ratio (``time/FLOP`` <= 2); ``observed`` CSR input no slower than
@@ -173,8 +176,12 @@ def _settings(args):
                        suffix=" (dense input)")
         obs = _cases(inputs["observed"], (100, 100), 60, sgd, ["static", "set", "rigl"], args.before,
                      suffix=" (observed CSR)", baselines=False)
+        # each model's observed-CSR fit runs right after its dense-input twin (same seed), so their
+        # paired ratio sees the same machine state; the table keeps the dense-input rows first
+        twins = cases[:2] + [c for pair in zip(cases[2:], obs) for c in pair]
         out["sweep"] = dict(title=f"sweep shape: digits MCAR {args.sweep_rate}, 100-100, 60 epochs, batch 32, "
-                                  "SGD momentum 0.9, 1 thread", threads=1, cases=cases + obs)
+                                  "SGD momentum 0.9, 1 thread", threads=1, cases=twins,
+                            order=[c[0] for c in cases + obs], paired=(" (dense input)", " (observed CSR)"))
     return out
 
 
@@ -202,7 +209,8 @@ def _run_setting(setting, repeats):
     if threads:
         torch.set_num_threads(threads)
         numba.set_num_threads(threads)
-    results = {name: {"times": [], "acc": [], "flop_ratio": None} for name, _, _ in setting["cases"]}
+    names = setting.get("order") or [name for name, _, _ in setting["cases"]]
+    results = {name: {"times": [], "acc": [], "flop_ratio": None} for name in names}
     try:
         with threadpool_limits(threads), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -222,6 +230,21 @@ def _run_setting(setting, repeats):
         torch.set_num_threads(saved[0])
         numba.set_num_threads(saved[1])
     return results
+
+
+def _paired(title, results, suffixes):
+    """Per-repeat ratio of each model's fit on the second input to its twin fit on the first,
+    run back to back with the same seed: the machine's drift between repeats cancels."""
+    a, b = suffixes
+    lines = [f"\n### {title}: {b.strip(' ()')} / {a.strip(' ()')}, paired per repeat\n",
+             "| model | median ratio | min-max | repeats slower |", "|---|---|---|---|"]
+    for name in results:
+        if not name.endswith(a) or name[: -len(a)] + b not in results:
+            continue
+        r = np.array(results[name[: -len(a)] + b]["times"]) / np.array(results[name]["times"])
+        lines.append(f"| {name[: -len(a)]} | {np.median(r):.2f}x | {r.min():.2f}-{r.max():.2f}x | "
+                     f"{int((r > 1).sum())} of {r.size} |")
+    return "\n".join(lines)
 
 
 def _fmt(x, spec, unit=""):
@@ -302,6 +325,8 @@ def main():
     for key, setting in _settings(args).items():
         results = _run_setting(setting, args.repeats)
         print(_table(setting["title"], results), flush=True)
+        if setting.get("paired"):
+            print(_paired(key, results, setting["paired"]), flush=True)
         dump[key] = {"title": setting["title"], "results": results}
     if args.cold:
         text, rows = _cold()

@@ -7,7 +7,7 @@ import torch
 
 from dualsparse import Callback, SparseMLPClassifier, SparseMLPRegressor
 from dualsparse.dst import RigL
-from dualsparse.train import compiled_epoch
+from dualsparse.train import compiled_epoch, input_rows
 from dualsparse.train.compiled_epoch import CompiledEpoch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -106,7 +106,7 @@ def test_sparse_input_matches_autograd(data, keep, densify, monkeypatch):
     rng = np.random.default_rng(1)
     Xs = sp.csr_matrix(np.where(rng.random(X.shape) < keep, X, 0).astype(np.float32))
     monkeypatch.setattr(compiled_epoch, "SPARSE_WALK_BELOW", 0.2)
-    monkeypatch.setattr(compiled_epoch, "DENSIFY_MAX_CELLS", 1 << 22 if densify else 0)
+    monkeypatch.setattr(input_rows, "MAX_CELLS", 1 << 22 if densify else 0)
     walk = Xs.nnz < 0.2 * X.size
     assert walk == (keep < 0.2)
     calls = _spy(monkeypatch)
@@ -118,7 +118,7 @@ def test_sparse_input_matches_autograd(data, keep, densify, monkeypatch):
 
 @pytest.mark.parametrize("densify", [True, False])
 def test_sparse_input_first_layer_flops_follow_the_stored_values(data, densify, monkeypatch):
-    monkeypatch.setattr(compiled_epoch, "DENSIFY_MAX_CELLS", 1 << 22 if densify else 0)
+    monkeypatch.setattr(input_rows, "MAX_CELLS", 1 << 22 if densify else 0)
     X, y, _ = data
     D = np.where(np.abs(X) > 1.2, X, 0).astype(np.float32)
     D[[0, 1, -1]] = 0  # rows with nothing stored, the last one too
@@ -143,6 +143,36 @@ def test_rigl_capture_steps_split_the_epoch(data, monkeypatch):
     assert len(calls) == 9 and set(calls) == {16}
     b = _fit(SparseMLPClassifier, X, y, False, **kw)
     _assert_same(a, b)
+
+
+@pytest.mark.parametrize("algorithm", ["set", "rigl"])
+def test_small_csr_read_as_dense_rows_trains_and_counts_like_csr(data, algorithm, monkeypatch):
+    """A small CSR input is read as dense rows (input_rows) by the compiled runs and by the
+    autograd steps between them (RigL's captures split every epoch): the same training as the
+    CSR input read per step, and FLOPs, epoch after epoch of topology changes, still exactly
+    those of the stored values."""
+    X, y, _ = data
+    rng = np.random.default_rng(2)
+    Xs = sp.csr_matrix(np.where(rng.random(X.shape) < 0.6, X, 0).astype(np.float32))
+    alg = RigL(zeta=0.3, every=3) if algorithm == "rigl" else algorithm
+    kw = dict(algorithm=alg, optimizer="sgd", momentum=0.9, learning_rate=0.01, batch_size=8, max_epochs=4)
+    read = []
+    original = input_rows.dense_rows
+
+    def spy(X, sparse_layers):
+        out = original(X, sparse_layers)
+        read.append(out is not None)
+        return out
+
+    monkeypatch.setattr("dualsparse.train.estimators.dense_rows", spy)
+    a = _fit(SparseMLPClassifier, Xs, y, True, **kw)
+    assert read == [True]
+    monkeypatch.setattr(input_rows, "MAX_CELLS", 0)  # the reference: CSR batches, autograd steps
+    b = _fit(SparseMLPClassifier, Xs, y, False, **kw)
+    assert read == [True, False]
+    _assert_same(a, b)
+    # b counted every CSR batch from its stored values, one step at a time
+    assert a.flops_["train"] == b.flops_["train"] and a.flops_["train_ratio"] < 0.6
 
 
 def test_switching_paths_and_partial_fit_continue_one_run(data):

@@ -46,12 +46,6 @@ ENV_VAR = "DUALSPARSE_COMPILED_EPOCH"
 #: (cost: stored values x fan-out); denser batches are scattered into the dense loops, which
 #: vectorise over the batch (see benchmarks/small_data.py)
 SPARSE_WALK_BELOW = 0.05
-#: a CSR input at least ``2 x SPARSE_WALK_BELOW`` stored and of at most this many cells (rows x
-#: features) is expanded to dense float32 rows once per fit: its batches would be scattered into
-#: the dense loops anyway, and zeroing plus scattering every batch cost 5-10 % over dense rows
-#: (the sweep shape of benchmarks/small_data.py). The arithmetic is the scattered path's; first-layer
-#: FLOPs still follow the stored values. Larger inputs stay CSR (memory follows their non-zeros).
-DENSIFY_MAX_CELLS = 1 << 22
 #: batch x live weights up to which one compiled thread is used when several are available; above
 #: it the per-step paths' threaded kernels win. Measured (SET MLP 500-H-H-2, SGD, 2 threads;
 #: compiled / per-step time): H = 1000, batch 32 (4.8 M): 0.79; H = 2000, batch 32 (16 M): 1.39,
@@ -111,7 +105,7 @@ def batch_callbacks(callbacks) -> tuple[bool, bool]:
 class CompiledEpoch:
     """``run(order) -> summed loss`` trains on rows ``order`` of X in batches (see the module doc)."""
 
-    def __init__(self, est, X, y, layers, acts, loss_kind, opt_kind):
+    def __init__(self, est, X, y, layers, acts, loss_kind, opt_kind, rows=None):
         self.layers = layers
         self.optimizer = est.optimizer_
         self.opt_kind = opt_kind
@@ -119,17 +113,14 @@ class CompiledEpoch:
         self.act_kind = np.array([a[0] for a in acts] + [0], dtype=np.int64)
         self.slopes = np.array([a[1] for a in acts] + [0.0], dtype=np.float32)
         self.sparse_input = sp.issparse(X)
-        self.stored_pattern = None  # densified CSR input: its pattern as a 0/1 CSR matrix (FLOP count)
+        self.rows = rows  # a CSR input read as dense rows: its first-layer products (FLOP count)
         if self.sparse_input:
             self.X = _EMPTY_2D
             self.x_ptr = X.indptr.astype(np.int64, copy=False)
             self.x_idx = X.indices.astype(np.int64, copy=False)
             self.x_val = X.data.astype(np.float32, copy=False)
-            cells = X.shape[0] * X.shape[1]
-            if 0 < cells <= DENSIFY_MAX_CELLS and X.nnz >= 2 * SPARSE_WALK_BELOW * cells:
-                self.X = np.ascontiguousarray(X.toarray(), dtype=np.float32)
-                self.stored_pattern = sp.csr_matrix((np.ones(X.nnz), X.indices, X.indptr), shape=X.shape)
-                self._row_products = (None, None)  # (first layer's col_idx tensor, products per row)
+            if rows is not None:  # a small CSR input read as dense rows (see input_rows)
+                self.X = np.ascontiguousarray(rows.X, dtype=np.float32)
         else:
             self.X = np.ascontiguousarray(X, dtype=np.float32)
             self.x_ptr = self.x_idx = _EMPTY_I
@@ -147,9 +138,10 @@ class CompiledEpoch:
         self.first_products = None
 
     @classmethod
-    def make(cls, est, X, y, loss_fn, callbacks, fused=None) -> "CompiledEpoch | None":
+    def make(cls, est, X, y, loss_fn, callbacks, fused=None, rows=None) -> "CompiledEpoch | None":
         """A compiled-epoch trainer for this fit of ``est``, or None when it must train per step
-        (``fused``: the fit's fused SGD step, if it has one)."""
+        (``fused``: the fit's fused SGD step, if it has one; ``rows``: a CSR ``X`` as the dense
+        rows the fit reads, :class:`~.input_rows.DenseRows`)."""
         if os.environ.get(ENV_VAR, "1") == "0" or not getattr(est, "_use_compiled_epoch", True):
             return None
         if fused is not None and est.batch_size <= FUSED_PREFERRED_MAX_BATCH:
@@ -189,7 +181,7 @@ class CompiledEpoch:
         work = est.batch_size * sum(layer.nnz for layer in layers)
         if kernels.num_threads() > 1 and work > MAX_WORK:
             return None
-        return cls(est, X, y, layers, acts, loss_kind, opt_kind)
+        return cls(est, X, y, layers, acts, loss_kind, opt_kind, rows)
 
     # ------------------------------------------------------------------ optimiser state
     def _state(self, param) -> tuple[np.ndarray, np.ndarray, int] | None:
@@ -254,7 +246,7 @@ class CompiledEpoch:
         hyper = np.array([group["lr"], group.get("momentum", 0.0), group["weight_decay"],
                           betas[0], betas[1], group.get("eps", 1e-8)], dtype=np.float64)
         first = self.layers[0]
-        walks = self.sparse_input and self.stored_pattern is None
+        walks = self.sparse_input and self.rows is None
         if walks:
             col_ptr, row_idx, perm = first.csc()
             csc = (col_ptr.numpy(), _idx(row_idx).astype(np.int64, copy=False), _idx(perm).astype(np.int64, copy=False))
@@ -277,20 +269,10 @@ class CompiledEpoch:
             for layer in self.layers:
                 for p in (layer.values, layer.bias):
                     self.optimizer.state[p]["step"] += n_steps
-        if self.stored_pattern is not None:  # the kernel ran dense rows: count the stored values' products
-            products = int(round(self._products_per_row(first)[order].sum()))
+        if self.rows is not None:  # the kernel ran dense rows: count the stored values' products
+            products = self.rows.first_products(first, order)
         self.first_products = int(products) if self.sparse_input else None
         return (float(total), outputs, batch_losses) if record else float(total)
-
-
-    def _products_per_row(self, first) -> np.ndarray:
-        """Stored values x fan-out per row (the FLOP convention), recomputed when the topology changed."""
-        cols, per_row = self._row_products
-        if cols is not first.col_idx:
-            fan_out = np.bincount(first.col_idx.numpy(), minlength=first.in_features).astype(np.float64)
-            per_row = self.stored_pattern @ fan_out
-            self._row_products = (first.col_idx, per_row)
-        return per_row
 
 
 def _usable(state: torch.Tensor, param: torch.Tensor) -> bool:

@@ -24,6 +24,7 @@ from ..sparse.density import DEFAULT_EPSILON, DISTRIBUTIONS, DensityWarning, lay
 from ..utils import check_random_state, derive_seed
 from .callbacks import CallbackList, example_stats_source
 from .compiled_epoch import CompiledEpoch, batch_callbacks
+from .input_rows import dense_rows
 from .flops import FlopCounter
 from .fused_step import make_fused_step
 from .network import ACTIVATIONS, build_mlp, input_importance, linear_layers
@@ -204,7 +205,7 @@ class _BaseSparseMLP(BaseEstimator):
         if first:
             self.algorithm_.set_targets(self._target_densities, horizon=self.max_epochs,
                                         steps_per_epoch=-(-train_index.size // self.batch_size))
-            self.algorithm_.prepare(X[train_index])
+            self.algorithm_.prepare(_rows(X, train_index))
         callbacks = list(self.callbacks or [])
         callbacks = CallbackList(callbacks)
         callbacks.on_fit_begin(self, X, y, train_index, val_index)
@@ -214,24 +215,24 @@ class _BaseSparseMLP(BaseEstimator):
             if first and self.algorithm_.updates_at_init:
                 self._update_at_init(X, y, train_index, rng, device)
             self._train(X, y, train_index, val_index, epochs, rng, device, callbacks)
-        self.flops_ = self.flop_counter_.summary(X[train_index])
+        self.flops_ = self.flop_counter_.summary(_rows(X, train_index))
         callbacks.on_fit_end(self)
         return self
 
     def _train(self, X, y, train_index, val_index, epochs, rng, device, callbacks):
-        if sp.issparse(X) and not self.algorithm_.sparse and X.shape[0] * X.shape[1] <= DENSE_ROWS_MAX_CELLS:
-            # dense layers read every batch as dense rows: convert a small CSR input once rather
-            # than slice and expand it at every step (1.4-1.7x the dense-input time on the sweep
-            # shape); the batches, and so the numbers and FLOP counts, are the same
-            X = X.toarray()
+        # a small CSR input is read as dense rows, expanded once (see input_rows); a dense
+        # network's FLOPs do not depend on the input, so it simply trains on them
+        X_rows = dense_rows(X, self.algorithm_.sparse)
+        if X_rows is not None and not self.algorithm_.sparse:
+            X, X_rows = X_rows.X, None
         best_score, best_state, stall = -np.inf, None, 0
         y_t = torch.as_tensor(y, device=device)
         loss_fn = self._loss_fn()
         # SGD steps without autograd where the fit allows (see fused_step); None: autograd always
-        fused = make_fused_step(self, X, loss_fn)
+        fused = make_fused_step(self, X if X_rows is None else X_rows.X, loss_fn)
         # whole epochs in one compiled call where the fit allows (see compiled_epoch); callbacks
         # that only read on_batch_end's arguments get every batch after each compiled run
-        compiled = CompiledEpoch.make(self, X, y, loss_fn, callbacks, fused)
+        compiled = CompiledEpoch.make(self, X, y, loss_fn, callbacks, fused, X_rows)
         replay = batch_callbacks(callbacks)[0]
         for _ in range(epochs):
             epoch = self.n_iter_
@@ -272,7 +273,7 @@ class _BaseSparseMLP(BaseEstimator):
                     stops.pop(0)
                 idx = order[b * size : (b + 1) * size]
                 total += self._train_batch(X, y_t, idx, epoch, device, loss_fn, fused, rng, callbacks,
-                                           capture=b in captures, update=b in updates)
+                                           capture=b in captures, update=b in updates, X_rows=X_rows)
                 count += idx.size
                 b += 1
             self.n_iter_ += 1
@@ -368,10 +369,12 @@ class _BaseSparseMLP(BaseEstimator):
         return train_index[keep]
 
     def _train_batch(self, X, y_t, idx, epoch, device, loss_fn, fused, rng, callbacks, capture=False,
-                     update=False) -> float:
+                     update=False, X_rows=None) -> float:
         """One optimiser step on rows ``idx`` (captured for a gradient-informed update, and followed
-        by a topology update, where the algorithm asks); returns the batch's summed loss."""
-        xb = _batch(X, idx, device, dense=not self.algorithm_.sparse)
+        by a topology update, where the algorithm asks); returns the batch's summed loss.
+        ``X_rows``: a CSR ``X`` read as dense rows (:class:`~.input_rows.DenseRows`; its FLOPs still
+        follow X's stored values)."""
+        xb = _batch(X if X_rows is None else X_rows.X, idx, device, dense=not self.algorithm_.sparse)
         if capture:
             if self._capture is None:
                 self._capture = LayerIOCapture(self.module_)
@@ -382,7 +385,10 @@ class _BaseSparseMLP(BaseEstimator):
         else:
             out, loss = self._step_batch(xb, y_t[idx], loss_fn)
         self._step += 1
-        self.flop_counter_.count_batch(xb, idx.size)
+        if X_rows is None:
+            self.flop_counter_.count_batch(xb, idx.size)
+        else:
+            self.flop_counter_.count_rows(X, idx, X_rows.first_products(linear_layers(self.module_)[0], idx))
         if callbacks:
             callbacks.on_batch_end(self, epoch, idx, out.detach(), y_t[idx], float(loss))
         if update:
@@ -693,8 +699,13 @@ def _reject_non_finite(a, name, hint):
         raise ValueError(f"Input {name} contains {kind}. {hint}.")
 
 
-#: cells (rows x features) up to which a CSR input to a dense network is expanded once per fit
-DENSE_ROWS_MAX_CELLS = 1 << 22
+def _rows(X, index: np.ndarray):
+    """Rows ``index`` of X; X itself when they are all its rows in order (no copy: a fit without
+    a validation split trains on every row)."""
+    n = X.shape[0]
+    if index.size == n and (n == 0 or (index[0] == 0 and index[-1] == n - 1 and np.all(np.diff(index) == 1))):
+        return X
+    return X[index]
 
 
 def _batch(X, idx, device, dense: bool):

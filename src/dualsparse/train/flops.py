@@ -62,8 +62,10 @@ class FlopCounter:
         for i, layer in enumerate(linear_layers(self.model)):
             dense_total += forward_flops(layer.in_features * layer.out_features, layer.out_features, 1)
             if isinstance(layer, SparseLinear) and i == 0 and sp.issparse(X) and X.shape[0]:
-                deg = np.diff(layer.csc()[0].cpu().numpy())
-                products = deg[X.indices].sum() / X.shape[0]
+                # stored values x fan-out, summed per column: (stored per column) . (fan-out)
+                fan_out = np.bincount(layer.col_idx.cpu().numpy(), minlength=layer.in_features)
+                stored = np.bincount(X.indices, minlength=layer.in_features)
+                products = float(stored @ fan_out) / X.shape[0]
             elif isinstance(layer, SparseLinear):
                 products = layer.nnz
             else:
