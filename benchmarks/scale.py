@@ -27,6 +27,13 @@ each unit actually has (~40), SET's for the dense fan-in (3,312), i.e. with ~9x 
 SET's code also uses dropout 0.3; here it is 0 (the estimator's fused SGD step, which is what
 users of this setting run, needs dropout 0; with dropout it falls back to autograd).
 
+Memory traffic: at batch 2 a step streams, per live weight, its value and column index forward
+(8 bytes) and reads value, index and momentum and writes value and momentum backward (20 bytes):
+``BYTES_PER_WEIGHT`` = 28. The run measures the machine's copy bandwidth with the same threads
+(``_bandwidth.copy_bandwidth``, STREAM's convention) and prints, per H, the bytes per second our
+training reaches (28 x weights x steps / training time), its share of the copy bandwidth, and the
+training time per epoch that bandwidth would allow (the floor); ``--no-bandwidth`` skips it.
+
 ``--reference PATH`` times the SET authors' own truly sparse code (``set_reference.py``: their
 SciPy/Cython MLP built from a local checkout the user points to) in the same run, on the same data,
 batches, epochs and thread count, interleaving one subprocess of ours and one of theirs per
@@ -51,6 +58,9 @@ import numpy as np
 from _memory import peak_rss_mb
 
 HERE = os.path.abspath(__file__)
+#: bytes a batch-2 SGD step with momentum must move per live weight (see the module doc)
+BYTES_PER_WEIGHT = 28
+STEPS_PER_EPOCH = 68
 
 
 def lung_like(n_samples=203, n_features=3312, n_classes=5, seed=0):
@@ -200,6 +210,8 @@ def main():
                    help="a checkout of dcmocanu/sparse-evolutionary-artificial-neural-networks: time the SET "
                         "authors' code in the same run (needs Cython and a C compiler)")
     p.add_argument("--repeats", type=int, default=1, help="interleaved repetitions (ours, then theirs) per H")
+    p.add_argument("--no-bandwidth", dest="bandwidth", action="store_false",
+                   help="skip the copy-bandwidth measurement and the traffic columns")
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ref-worker", type=int, help=argparse.SUPPRESS)
@@ -230,6 +242,12 @@ def main():
     )
     env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
     results = []
+    bandwidth = None
+    if args.bandwidth:
+        from _bandwidth import copy_bandwidth
+
+        bandwidth = copy_bandwidth(args.threads)
+        print(f"copy bandwidth, {args.threads} threads (STREAM copy, 512 MB, best of 7): {bandwidth / 1e9:.1f} GB/s")
     for H in [int(h) for h in args.hidden.split(",")]:
         common = ["--epochs", str(args.epochs), "--activation", args.activation, "--lr", str(args.lr),
                   "--threads", str(args.threads), "--weight-decay", str(args.weight_decay)]
@@ -259,7 +277,13 @@ def main():
         else:
             row += f"{'-':>10} {'-':>9} {'(needs --reference)':>20}"
         print(row, flush=True)
-        results.append({"H": H, "ours": ours, "reference": theirs})
+        if bandwidth:
+            moved = BYTES_PER_WEIGHT * r["nnz"] * STEPS_PER_EPOCH
+            rate = moved / r["train_s"]
+            print(f"{'':8} memory traffic: {moved / 1e9:.2f} GB per epoch of training, {rate / 1e9:.1f} GB/s = "
+                  f"{rate / bandwidth:.0%} of the copy bandwidth; floor at that bandwidth {moved / bandwidth:.2f} s "
+                  f"(training now {r['train_s']:.2f} s)", flush=True)
+        results.append({"H": H, "ours": ours, "reference": theirs, "copy_bandwidth": bandwidth})
     if results:
         loads = [r["load"] for res in results for r in res["ours"] + res["reference"]]
         print(f"1-minute load average at the end of each run: {', '.join(f'{x:.1f}' for x in loads)}")
