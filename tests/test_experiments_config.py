@@ -263,3 +263,21 @@ def test_each_section_has_its_own_validator():
     miss = check_missingness({"mechanisms": ["mcar", "mcra"], "rates": [0.1, 1.0]}, problems)
     assert miss["rates"] == [0.1] and len(problems) == 2
     assert problems[0].startswith("unknown mechanism 'mcra' in [missingness] mechanisms (did you mean 'mcar'?)")
+
+
+def test_a_rate_below_the_data_s_own_missing_share_is_caught_before_anything_runs(tmp_path):
+    """Rates count the data's own missing cells: real incomplete data already 30 % missing cannot
+    be brought to 0.2; validation says so (it used to surface as a failed run per cell)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    lines = ["a,b,c,d,e,y"] + [",".join("" if np.isnan(v) else f"{v:.3f}" for v in row) + f",{i % 2}"
+                                for i, row in enumerate(X)]
+    (tmp_path / "incomplete.csv").write_text("\n".join(lines) + "\n")
+    text = BASE.replace('datasets = ["breast_cancer"]', f'datasets = ["{tmp_path / "incomplete.csv"}"]').replace(
+        'mechanisms = ["mcar", "mar"]', 'mechanisms = ["mcar"]')
+    msg = errors(text.replace("rates = [0.0, 0.2, 0.4]", "rates = [0.0, 0.2, 0.5]"))
+    assert "rate 0.2" in msg and "incomplete" in msg and "choose a higher rate" in msg
+    assert cfg(text.replace("rates = [0.0, 0.2, 0.4]", "rates = [0.0, 0.4, 0.5]")).rates == [0.0, 0.4, 0.5]

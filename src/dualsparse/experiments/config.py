@@ -19,7 +19,7 @@ each naming the section and key, what is wrong and the valid choices. First the 
 one validator per section (``check_experiment``, ``check_data``, ``check_split``,
 ``check_missingness``, ``check_models``, ``check_mlp``, ``check_model_tables``,
 ``check_representations``, then each active study kind's own); then the data trials
-(:func:`data_trials`): loading the datasets, one trial amputation at the highest rate, fitting
+(:func:`data_trials`): loading the datasets, trial amputations at the lowest and highest rates, fitting
 every representation on a slice of every dataset, each model's parameters for the tasks and
 input widths it will meet, and the study kinds' checks that need the data (split feasibility for
 the grid). Nothing runs before both pass.
@@ -473,8 +473,8 @@ def check_representations(section: dict, models, model_reps, rates, problems) ->
 # ---------------------------------------------------------------------- step 2: the data trials
 def data_trials(ctx: ConfigContext, datasets: dict, dataset_options, miss, rep_options, representations, sparsities,
                 epsilons, problems) -> None:
-    """Load every dataset (``datasets``: {path or name: as the config wrote it}; filling ``ctx.loaded`` and ``ctx.dataset_tasks``), ampute each once at the
-    highest rate (``miss`` None: skipped, its section has problems), fit every representation on a
+    """Load every dataset (``datasets``: {path or name: as the config wrote it}; filling ``ctx.loaded`` and ``ctx.dataset_tasks``), ampute each at the
+    lowest and highest positive rates (``miss`` None: skipped, its section has problems), fit every representation on a
     slice of every dataset, and let every model check its parameters for the tasks and input widths
     it will meet."""
     for target in datasets:
@@ -484,7 +484,11 @@ def data_trials(ctx: ConfigContext, datasets: dict, dataset_options, miss, rep_o
         except Exception as err:  # noqa: BLE001 - reported with the dataset name
             problems.append(f"dataset {datasets[target]!r} cannot be loaded: {err}")
     if miss is not None and any(r > 0 for r in miss["rates"]):
-        trial_amputation(ctx.loaded, miss["mechanisms"], max(miss["rates"]), miss["options"], miss["per_feature"], problems)
+        # the highest rate (can the mechanism remove that much?) and the lowest positive one (a rate
+        # counts the data's own missing cells too: real incomplete data may already be above it)
+        positive = [r for r in miss["rates"] if r > 0]
+        for rate in sorted({min(positive), max(positive)}):
+            trial_amputation(ctx.loaded, miss["mechanisms"], rate, miss["options"], miss["per_feature"], problems)
     for r in representations:
         for name, ds in ctx.loaded.items():
             try:
@@ -515,7 +519,7 @@ def data_trials(ctx: ConfigContext, datasets: dict, dataset_options, miss, rep_o
 
 
 def trial_amputation(loaded, mechanisms, rate, mechanism_options, per_feature, problems):
-    """Ampute each dataset once at the highest rate to check mechanism options and feasibility."""
+    """Ampute each dataset once at ``rate`` to check mechanism options and feasibility."""
     for name, ds in loaded.items():
         if sp.issparse(ds.X):
             problems.append(f"dataset {name!r} is a sparse matrix (absent entries are zeros, not missing values): "
