@@ -281,3 +281,19 @@ def test_a_rate_below_the_data_s_own_missing_share_is_caught_before_anything_run
     msg = errors(text.replace("rates = [0.0, 0.2, 0.4]", "rates = [0.0, 0.2, 0.5]"))
     assert "rate 0.2" in msg and "incomplete" in msg and "choose a higher rate" in msg
     assert cfg(text.replace("rates = [0.0, 0.2, 0.4]", "rates = [0.0, 0.4, 0.5]")).rates == [0.0, 0.4, 0.5]
+
+
+def test_missing_block_lets_mlps_take_native_nan_and_leaves_their_other_runs_as_they_were():
+    """[mlp] missing_block = "neumiss": MLPs run on native-nan with the block, and on every other
+    representation without it, under the same keys as in a config that never mentions it."""
+    plain = BASE.replace('names = ["impute-mean", "observed"]', 'names = ["observed", "native-nan"]')
+    with_block = plain.replace("max_epochs = 2\n", 'max_epochs = 2\nmissing_block = "neumiss"\nneumiss_depth = 2\n')
+    before, after = cfg(plain), cfg(with_block)
+    assert not [r for r in before.runs() if r.model == "set" and r.representation == "native-nan"]
+    assert any("set x native-nan" in s and "missing_block" in s for s in before.skipped)
+    nan_runs = [r for r in after.runs() if r.model == "set" and r.representation == "native-nan"]
+    assert nan_runs and all(r.model_params["missing_block"] == "neumiss" and r.model_params["neumiss_depth"] == 2
+                            for r in nan_runs)
+    assert {r.key for r in before.runs()} < {r.key for r in after.runs()}
+    observed = [r for r in after.runs() if r.representation == "observed"]
+    assert observed and all("missing_block" not in r.model_params for r in observed)

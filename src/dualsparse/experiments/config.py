@@ -38,7 +38,7 @@ from .. import data as ds_data
 from .checks import (Problems, fraction_key, is_int, number_list, str_list, table_of_tables,
                      unknown)
 from .models import (MLP_PARAM_EXCLUDED, ModelInfo, check_model_params, list_models, mlp_models, mlp_param_names,
-                     model_info, param_names)
+                     model_info, param_names, params_on)
 from .record import RunSpec
 from .seeding import run_key
 from .study import ConfigContext, study_kinds
@@ -538,8 +538,9 @@ def _skipped_combinations(cfg: ExperimentConfig) -> list[str]:
     for m in cfg.models:
         info = model_info(m)
         for r in cfg.model_representations.get(m, cfg.representations):
-            if r in NAN_REPRESENTATIONS and not info.accepts_nan:
-                notes.append(f"{m} x {r}: {m} cannot take NaN inputs")
+            if params_on(m, model_params(cfg, m), r in NAN_REPRESENTATIONS) is None:
+                notes.append(f"{m} x {r}: {m} cannot take NaN inputs"
+                             + (" (a dualsparse MLP can, with missing_block = \"neumiss\")" if info.family == "mlp" else ""))
         for d, t in cfg.dataset_tasks.items():
             if not info.supports(t):
                 notes.append(f"{m} x {d}: {m} is for {'/'.join(info.tasks)}, {d} is {t}")

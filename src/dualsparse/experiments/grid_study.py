@@ -16,7 +16,7 @@ import numpy as np
 from ..data import ampute_split, make_representation
 from .config import NAN_REPRESENTATIONS, model_params, sparsity_levels
 from .grid_report import grid_sections
-from .models import baseline_density, baseline_flops, make_estimator, model_info
+from .models import baseline_density, baseline_flops, make_estimator, model_info, params_on
 from .record import RunSpec
 from .rundata import flip_labels, is_sparse, load, missing_fraction, mlp_density, mlp_flops, score, split_indices
 from .seeding import stable_seed
@@ -37,9 +37,9 @@ def grid_runs(cfg) -> list[RunSpec]:
                     info = model_info(model)
                     if not info.supports(task):
                         continue
-                    params = model_params(cfg, model)
                     for representation in cfg.model_representations.get(model, cfg.representations):
-                        if representation in NAN_REPRESENTATIONS and not info.accepts_nan:
+                        params = params_on(model, model_params(cfg, model), representation in NAN_REPRESENTATIONS)
+                        if params is None:
                             continue
                         for sparsity, epsilon in sparsity_levels(cfg, info):
                             for seed in cfg.seeds:

@@ -117,6 +117,26 @@ def _mlp_info(name: str, cls: type) -> ModelInfo:  # keyed by the class: a re-re
     return ModelInfo(name, a.display_name, "mlp", a.sparse, False, True, TASKS, a.summary)
 
 
+#: MLP parameters that only mean something on input with NaN for missing values
+NAN_ONLY_PARAMS = ("missing_block", "neumiss_depth")
+
+
+def params_on(name: str, params: dict, takes_nan_input: bool) -> dict | None:
+    """The parameters model ``name`` runs with on a representation (``takes_nan_input``: one whose
+    output keeps NaN for missing values), or None when it cannot take that representation.
+
+    A dualsparse MLP takes NaN input only with a ``missing_block`` (NeuMiss); on the other
+    representations it runs without the block, so one config compares both (and those runs keep
+    the keys they have without it)."""
+    info = model_info(name)
+    block = info.family == "mlp" and params.get("missing_block") is not None
+    if takes_nan_input:
+        return params if info.accepts_nan or block else None
+    if block:
+        return {k: v for k, v in params.items() if k not in NAN_ONLY_PARAMS}
+    return params
+
+
 def display_name(name: str) -> str:
     """What reports call a model (its own name if it is not registered any more)."""
     try:

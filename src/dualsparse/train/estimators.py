@@ -10,6 +10,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch import nn
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import DataConversionWarning
 from sklearn.model_selection import train_test_split
@@ -25,6 +26,7 @@ from ..utils import check_random_state, derive_seed
 from .callbacks import CallbackList, example_stats_source
 from .compiled_epoch import CompiledEpoch, batch_callbacks
 from .input_rows import dense_rows
+from .neumiss import MISSING_BLOCKS, NeuMissBlock
 from .flops import FlopCounter
 from .fused_step import make_fused_step
 from .network import ACTIVATIONS, build_mlp, input_importance, linear_layers
@@ -56,6 +58,8 @@ class _BaseSparseMLP(BaseEstimator):
         momentum=0.9,
         weight_decay=0.0,
         dropout=0.0,
+        missing_block=None,
+        neumiss_depth=3,
         batch_size=32,
         max_epochs=100,
         early_stopping=False,
@@ -82,6 +86,8 @@ class _BaseSparseMLP(BaseEstimator):
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.dropout = dropout
+        self.missing_block = missing_block
+        self.neumiss_depth = neumiss_depth
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
@@ -99,6 +105,7 @@ class _BaseSparseMLP(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        tags.input_tags.allow_nan = self.missing_block is not None
         tags.non_deterministic = False
         return tags
 
@@ -128,7 +135,10 @@ class _BaseSparseMLP(BaseEstimator):
             v = getattr(self, name)
             if not isinstance(v, numbers.Real) or v < lo or (hi is not None and v >= hi) or (name == "learning_rate" and v == 0):
                 raise ValueError(f"{name} must be a number in [{lo}, {hi if hi is not None else 'inf'}), got {v!r}")
-        for name in ("batch_size", "max_epochs", "n_iter_no_change"):
+        if self.missing_block not in (None, *MISSING_BLOCKS):
+            raise ValueError(f"missing_block must be None or one of {', '.join(map(repr, MISSING_BLOCKS))} "
+                             f"(a NeuMiss block in front of the MLP, reading NaN as missing), got {self.missing_block!r}")
+        for name in ("batch_size", "max_epochs", "n_iter_no_change", "neumiss_depth"):
             v = getattr(self, name)
             if not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -151,7 +161,15 @@ class _BaseSparseMLP(BaseEstimator):
         if reset is False:
             check_is_fitted(self, "module_")
         X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32, ensure_all_finite=False)
-        _reject_non_finite(X, "X", _MISSING_HINT)
+        if self.missing_block is None:
+            _reject_non_finite(X, "X", _MISSING_HINT)
+        elif sp.issparse(X):
+            raise ValueError(f"missing_block={self.missing_block!r} reads missing values as NaN in dense input (the "
+                             "'native-nan' representation); a sparse matrix has no NaN to read: pass the dense "
+                             "array, or drop missing_block for the 'observed' CSR input")
+        elif np.isinf(X).any():
+            raise ValueError("Input X contains infinity; NaN marks a missing value, infinity is not one: "
+                             "replace it (e.g. with NaN) first")
         if sp.issparse(X):
             X = sp.csr_matrix(X)
             X.sort_indices()
@@ -179,18 +197,25 @@ class _BaseSparseMLP(BaseEstimator):
         device = torch.device(self.device)
         if first:
             self.algorithm_ = algorithm
-            sizes = [X.shape[1], *hidden, self._n_outputs]
-            shapes = list(zip(sizes[:-1], sizes[1:]))
+            block = self.missing_block is not None  # NeuMiss: d x d first, then the MLP on [h, mask]
+            d = X.shape[1]
+            sizes = [2 * d if block else d, *hidden, self._n_outputs]
+            shapes = [(d, d)] * block + list(zip(sizes[:-1], sizes[1:]))
             # the densities the network should have; an algorithm whose density changes (GMP,
             # GraNet, SNIP) builds it at its own initial densities and prunes towards these
             targets = layer_densities(shapes, self.distribution, epsilon=self.epsilon if self.sparsity is None else None,
                                       sparsity=self.sparsity) if algorithm.sparse else [1.0] * len(shapes)
             self._target_densities = targets
+            initial = algorithm.initial_densities(targets) if algorithm.sparse else [1.0] * len(shapes)
             self.module_ = build_mlp(
-                X.shape[1], hidden, self._n_outputs, sparse=algorithm.sparse, distribution=self.distribution,
-                densities=algorithm.initial_densities(targets) if algorithm.sparse else None,
+                sizes[0], hidden, self._n_outputs, sparse=algorithm.sparse, distribution=self.distribution,
+                densities=initial[block:] if algorithm.sparse else None,
                 activation=self.activation, dropout=self.dropout, rng=rng, device=device,
             )
+            if block:
+                neumiss = NeuMissBlock(d, self.neumiss_depth, density=initial[0], sparse=algorithm.sparse,
+                                       random_state=derive_seed(rng), device=device)
+                self.module_ = nn.Sequential(neumiss, *self.module_.children())
             if algorithm.sparse and self.epsilon is None and self.sparsity is None:
                 _warn_if_fully_connected(self, targets)
             self.optimizer_ = self._make_optimizer()
@@ -503,6 +528,12 @@ class SparseMLPClassifier(ClassifierMixin, _BaseSparseMLP):
     names the largest ε that would work. ``sparsity`` (fraction of all weights removed, in
     [0, 1), with ``distribution`` "er", "erk" or "uniform") sets a global target instead and
     takes precedence over ``epsilon``.
+
+    Missing values. ``missing_block="neumiss"`` puts a NeuMiss block
+    (:class:`~dualsparse.train.neumiss.NeuMissBlock`, ``neumiss_depth`` Neumann steps) in front
+    of the MLP: X may then hold NaN for missing values (the ``native-nan`` representation), and
+    the block's ``W`` is one more sparse layer (first in ``density_``). Without it X must be
+    complete: impute, or pass the ``observed`` CSR input.
 
     Fitted attributes include ``density_``, the density the network has: ``{"overall": live
     weights / dense weights, "layers": [density per layer], "nnz": [live weights per layer],

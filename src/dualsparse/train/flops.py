@@ -52,15 +52,20 @@ class FlopCounter:
             first = i == 0
             p = self._products(layer, first, stored_cols, batch, first_products if first else None)
             dense_p = layer.in_features * layer.out_features * batch
-            self.train += forward_flops(p, layer.out_features, batch) + backward_flops(p, first)
-            self.train_dense += forward_flops(dense_p, layer.out_features, batch) + backward_flops(dense_p, first)
+            # a layer applied several times per pass (NeuMiss's W, no bias) counts every application,
+            # each with its input gradient (the block's mu sits upstream of all of them)
+            repeats, bias = getattr(layer, "repeats", 1), layer.bias is not None
+            no_input_gradient = first and repeats == 1
+            self.train += repeats * (forward_flops(p, layer.out_features, batch, bias) + backward_flops(p, no_input_gradient))
+            self.train_dense += repeats * (forward_flops(dense_p, layer.out_features, batch, bias)
+                                           + backward_flops(dense_p, no_input_gradient))
         self.samples += batch
 
     def inference_per_sample(self, X) -> tuple[float, float]:
         """Mean forward FLOPs per row of X with the current topology, and the dense equivalent."""
         sparse_total, dense_total = 0.0, 0.0
         for i, layer in enumerate(linear_layers(self.model)):
-            dense_total += forward_flops(layer.in_features * layer.out_features, layer.out_features, 1)
+            dense_products = layer.in_features * layer.out_features
             if isinstance(layer, SparseLinear) and i == 0 and sp.issparse(X) and X.shape[0]:
                 # stored values x fan-out, summed per column: (stored per column) . (fan-out)
                 fan_out = np.bincount(layer.col_idx.cpu().numpy(), minlength=layer.in_features)
@@ -69,8 +74,11 @@ class FlopCounter:
             elif isinstance(layer, SparseLinear):
                 products = layer.nnz
             else:
-                products = layer.in_features * layer.out_features
-            sparse_total += forward_flops(products, layer.out_features, 1)
+                products = dense_products
+            # a layer applied several times per pass (NeuMiss's W) counts every application
+            repeats, bias = getattr(layer, "repeats", 1), layer.bias is not None
+            sparse_total += repeats * forward_flops(products, layer.out_features, 1, bias=bias)
+            dense_total += repeats * forward_flops(dense_products, layer.out_features, 1, bias=bias)
         return float(sparse_total), float(dense_total)
 
     def summary(self, X) -> dict:
