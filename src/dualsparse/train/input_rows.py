@@ -34,9 +34,17 @@ class DenseRows:
 
     def __init__(self, X):
         self.X = np.ascontiguousarray(X.toarray())
-        self.pattern = sp.csr_matrix((np.ones(X.nnz), X.indices, X.indptr), shape=X.shape)
+        self._csr = X
+        self._pattern = None  # the 0/1 stored pattern, built on the first count (dense networks never count)
         self._topology = (None, None, None)  # (first layer's col_idx tensor, fan-out per input, products per row)
         self._set = (None, None)  # (sorted rows, stored values per column over them)
+
+    @property
+    def pattern(self):
+        if self._pattern is None:
+            X = self._csr
+            self._pattern = sp.csr_matrix((np.ones(X.nnz), X.indices, X.indptr), shape=X.shape)
+        return self._pattern
 
     def first_products(self, first, rows: np.ndarray) -> int:
         """Stored values x fan-out of ``first`` (the first layer) over rows ``rows`` of X."""
