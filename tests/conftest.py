@@ -19,3 +19,21 @@ def one_thread():
     yield
     torch.set_num_threads(torch_threads)
     numba.set_num_threads(numba_threads)
+
+
+@pytest.fixture
+def topology_log():
+    """A factory of callbacks that keep the info of every topology update an estimator makes
+    (step-scheduled updates reach only ``on_topology_update``, not ``history_``)."""
+    from dualsparse.train import Callback
+
+    class TopologyLog(Callback):
+        on_batch_end_reads_model = False
+
+        def __init__(self):
+            self.infos = []
+
+        def on_topology_update(self, est, epoch, info):
+            self.infos.append(info)
+
+    return TopologyLog

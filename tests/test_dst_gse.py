@@ -11,7 +11,6 @@ from dualsparse.dst import GSE, RigL, SampledGradientGrow, algorithm_info
 from dualsparse.dst.capture import LayerIOCapture
 from dualsparse.dst.gse import sampled_gradient
 from dualsparse.sparse import SparseLinear
-from dualsparse.train import Callback
 
 
 def model_and_capture(seed=0):
@@ -105,26 +104,16 @@ def test_registry_and_bad_input():
         GSE(every=1).update(model, optimizer, rng=0)
 
 
-class Updates(Callback):
-    on_batch_end_reads_model = False
-
-    def __init__(self):
-        self.infos = []
-
-    def on_topology_update(self, est, epoch, info):
-        self.infos.append(info)
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("sparse_input", [False, True])
-def test_gse_through_the_estimator_is_reproducible(optimizer, sparse_input):
+def test_gse_through_the_estimator_is_reproducible(optimizer, sparse_input, topology_log):
     X, y = load_digits(return_X_y=True)
     X, y = X[:400] / 16, y[:400]
     if sparse_input:
         X = sp.csr_matrix(X)
     runs = []
     for _ in range(2):
-        updates = Updates()
+        updates = topology_log()
         est = SparseMLPClassifier(hidden_layer_sizes=(48,), algorithm="gse", zeta=0.3, sparsity=0.8,
                                   optimizer=optimizer, learning_rate=0.1 if optimizer == "sgd" else 0.01,
                                   max_epochs=5, batch_size=16, callbacks=[updates], random_state=7).fit(X, y)

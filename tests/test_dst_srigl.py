@@ -9,7 +9,6 @@ from sklearn.datasets import load_digits
 from dualsparse import SparseMLPClassifier
 from dualsparse.dst import SRigL, algorithm_info, make_algorithm
 from dualsparse.sparse import SparseLinear
-from dualsparse.train import Callback
 
 
 class Captured:
@@ -157,26 +156,16 @@ def test_registry_and_bad_input():
         SRigL(every=1).update(model, optimizer, rng=0)
 
 
-class Updates(Callback):
-    on_batch_end_reads_model = False
-
-    def __init__(self):
-        self.infos = []
-
-    def on_topology_update(self, est, epoch, info):
-        self.infos.append(info)
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("sparse_input", [False, True])
-def test_srigl_through_the_estimator_is_reproducible(optimizer, sparse_input):
+def test_srigl_through_the_estimator_is_reproducible(optimizer, sparse_input, topology_log):
     X, y = load_digits(return_X_y=True)
     X, y = X[:400] / 16, y[:400]
     if sparse_input:
         X = sp.csr_matrix(X)
     runs = []
     for _ in range(2):
-        updates = Updates()
+        updates = topology_log()
         est = SparseMLPClassifier(hidden_layer_sizes=(48,), algorithm=SRigL(zeta=0.3, every=6), sparsity=0.8,
                                   optimizer=optimizer, learning_rate=0.1 if optimizer == "sgd" else 0.01,
                                   max_epochs=3, batch_size=32, callbacks=[updates],
