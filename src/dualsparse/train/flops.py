@@ -68,7 +68,7 @@ class FlopCounter:
             dense_products = layer.in_features * layer.out_features
             if isinstance(layer, SparseLinear) and i == 0 and sp.issparse(X) and X.shape[0]:
                 # stored values x fan-out, summed per column: (stored per column) . (fan-out)
-                fan_out = np.bincount(layer.col_idx.cpu().numpy(), minlength=layer.in_features)
+                fan_out = layer.input_degree().cpu().numpy()
                 stored = np.bincount(X.indices, minlength=layer.in_features)
                 products = float(stored @ fan_out) / X.shape[0]
             elif isinstance(layer, SparseLinear):

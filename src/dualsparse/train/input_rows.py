@@ -50,7 +50,7 @@ class DenseRows:
         """Stored values x fan-out of ``first`` (the first layer) over rows ``rows`` of X."""
         cols, fan_out, per_row = self._topology
         if cols is not first.col_idx:
-            fan_out, per_row = np.bincount(first.col_idx.cpu().numpy(), minlength=first.in_features), None
+            fan_out, per_row = first.input_degree().cpu().numpy(), None
             self._topology = (first.col_idx, fan_out, None)
         ordered = np.sort(rows)
         kept, stored = self._set
