@@ -114,15 +114,13 @@ class CompiledEpoch:
         self.slopes = np.array([a[1] for a in acts] + [0.0], dtype=np.float32)
         self.sparse_input = sp.issparse(X)
         self.rows = rows  # a CSR input read as dense rows: its first-layer products (FLOP count)
-        if self.sparse_input:
+        if self.sparse_input and rows is None:  # walked or scattered per batch by the kernel
             self.X = _EMPTY_2D
             self.x_ptr = X.indptr.astype(np.int64, copy=False)
             self.x_idx = X.indices.astype(np.int64, copy=False)
             self.x_val = X.data.astype(np.float32, copy=False)
-            if rows is not None:  # a small CSR input read as dense rows (see input_rows)
-                self.X = np.ascontiguousarray(rows.X, dtype=np.float32)
-        else:
-            self.X = np.ascontiguousarray(X, dtype=np.float32)
+        else:  # dense rows: the input's, or a small CSR input's (see input_rows)
+            self.X = np.ascontiguousarray(X if rows is None else rows.X, dtype=np.float32)
             self.x_ptr = self.x_idx = _EMPTY_I
             self.x_val = _EMPTY_F
         if loss_kind == E.LOSS_CE:
