@@ -9,8 +9,8 @@ load kernels instead of compiling them::
 
 It fits tiny models through each training path with the shapes that select the kernels'
 specialisations (1 to 4 hidden layers for whole compiled epochs; dense and CSR input; SGD and
-Adam; classifier and regressor; SET, RigL and MEST updates; the fused small-batch step; the autograd
-path; prediction).
+Adam; classifier and regressor; SET, RigL and MEST updates; the fused small-batch step, on CSR and
+on tiled layers; the autograd path; prediction).
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ def warm_up(verbose: bool = True) -> float:
         (SparseMLPClassifier, X, y, dict(optimizer="sgd", batch_size=2, _compiled=False)),
         (SparseMLPClassifier, X, y, dict(dropout=0.1)),
         (SparseMLPClassifier, Xs, y, dict(dropout=0.1)),
+        # more than 65,536 inputs to a layer: the fused step's tiled kernels (sparse/column_blocks)
+        (SparseMLPClassifier, rng.normal(size=(40, 70_000)).astype(np.float32), y,
+         dict(hidden_layer_sizes=(70_000, 4), sparsity=0.9999, optimizer="sgd", batch_size=2)),
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -275,32 +275,38 @@ class _BaseSparseMLP(BaseEstimator):
             captures, updates = self._update_steps(epoch, n_batches)
             stops = sorted(captures | updates)
             b = 0
-            while b < n_batches:
-                if compiled is not None and (not stops or stops[0] != b):
-                    stop = stops[0] if stops else n_batches
-                    rows = order[b * size : stop * size]
-                    ran = compiled.run(rows, record=replay)
-                    if ran is not None:
-                        self._step += stop - b
-                        self.flop_counter_.count_rows(X, rows, compiled.first_products)
-                        loss_sum, outputs, batch_losses = ran if replay else (ran, None, None)
-                        total += loss_sum
-                        count += rows.size
-                        if replay:
-                            for j, start in enumerate(range(0, rows.size, size)):
-                                idx = rows[start : start + size]
-                                callbacks.on_batch_end(self, epoch, idx, torch.from_numpy(outputs[start : start + size]),
-                                                       y_t[idx], float(batch_losses[j]))
-                        b = stop
-                        continue
-                    compiled = None  # the model left the compiled path's conditions: step from here
-                if stops and stops[0] == b:
-                    stops.pop(0)
-                idx = order[b * size : (b + 1) * size]
-                total += self._train_batch(X, y_t, idx, epoch, device, loss_fn, fused, rng, callbacks,
-                                           capture=b in captures, update=b in updates, X_rows=X_rows)
-                count += idx.size
-                b += 1
+            try:
+                while b < n_batches:
+                    if compiled is not None and (not stops or stops[0] != b):
+                        stop = stops[0] if stops else n_batches
+                        rows = order[b * size : stop * size]
+                        if fused is not None:
+                            fused.flush()
+                        ran = compiled.run(rows, record=replay)
+                        if ran is not None:
+                            self._step += stop - b
+                            self.flop_counter_.count_rows(X, rows, compiled.first_products)
+                            loss_sum, outputs, batch_losses = ran if replay else (ran, None, None)
+                            total += loss_sum
+                            count += rows.size
+                            if replay:
+                                for j, start in enumerate(range(0, rows.size, size)):
+                                    idx = rows[start : start + size]
+                                    out = torch.from_numpy(outputs[start : start + size])
+                                    callbacks.on_batch_end(self, epoch, idx, out, y_t[idx], float(batch_losses[j]))
+                            b = stop
+                            continue
+                        compiled = None  # the model left the compiled path's conditions: step from here
+                    if stops and stops[0] == b:
+                        stops.pop(0)
+                    idx = order[b * size : (b + 1) * size]
+                    total += self._train_batch(X, y_t, idx, epoch, device, loss_fn, fused, rng, callbacks,
+                                               capture=b in captures, update=b in updates, X_rows=X_rows)
+                    count += idx.size
+                    b += 1
+            finally:
+                if fused is not None:  # tiled copies (see fused_step) go back into the model
+                    fused.flush()
             self.n_iter_ += 1
             logs = {"epoch": epoch, "loss": total / max(count, 1), "time_s": time.perf_counter() - t0}
             if val_index.size:
@@ -400,6 +406,8 @@ class _BaseSparseMLP(BaseEstimator):
         ``X_rows``: a CSR ``X`` read as dense rows (:class:`~.input_rows.DenseRows`; its FLOPs still
         follow X's stored values)."""
         xb = _batch(X if X_rows is None else X_rows.X, idx, device, dense=not self.algorithm_.sparse)
+        if fused is not None and capture:
+            fused.flush()  # the autograd step below reads the layers' own tensors
         if capture:
             if self._capture is None:
                 self._capture = LayerIOCapture(self.module_)
@@ -414,6 +422,8 @@ class _BaseSparseMLP(BaseEstimator):
             self.flop_counter_.count_batch(xb, idx.size)
         else:
             self.flop_counter_.count_rows(X, idx, X_rows.first_products(linear_layers(self.module_)[0], idx))
+        if fused is not None and fused.live and (update or batch_callbacks(callbacks)[1]):
+            fused.flush()  # the callback or the update reads the layers' own tensors
         if callbacks:
             callbacks.on_batch_end(self, epoch, idx, out.detach(), y_t[idx], float(loss))
         if update:

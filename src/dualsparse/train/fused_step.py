@@ -16,6 +16,14 @@ activations and nothing else in between (no dropout), plain SGD (momentum and we
 allowed; no nesterov, dampening or maximize), a mean cross-entropy or mean squared-error loss, no
 hooks on the modules. Setting ``DUALSPARSE_FUSED_STEP=0`` or ``estimator._use_fused_step = False``
 forces the autograd path (tests compare the two).
+
+Sparse layers with more inputs than fit a core's L2 (:func:`dualsparse.sparse.column_blocks.wanted`)
+train on a tiled copy of their values and momentum (:class:`~dualsparse.sparse.column_blocks.
+ColumnBlocks`), built on the first step after the layer's tensors last changed. While it exists,
+the copy is the live state: :meth:`FusedStep.flush` writes it back, and the estimator calls it
+before anything else reads or changes the model (an autograd or compiled step, a callback that
+reads the model, a topology update, the end of every epoch, an error). ``DUALSPARSE_TILES=0``
+keeps every layer on the CSR kernels.
 """
 
 from __future__ import annotations
@@ -29,10 +37,12 @@ from torch import nn
 
 from ..sparse import SparseLinear, kernels
 from ..sparse.functional import _idx, _np  # numpy views as the autograd path's kernels get them
+from ..sparse import column_blocks
 from ..sparse import step_kernels as K
 from .network import AllReLU
 
 ENV_VAR = "DUALSPARSE_FUSED_STEP"
+TILES_ENV_VAR = "DUALSPARSE_TILES"
 #: multiply-adds per layer from which its kernels run on all threads
 PARALLEL_MIN_WORK = kernels.PARALLEL_MIN_WORK
 #: The fused step walks CSR rows, which wins where per-step overhead or streaming the weights
@@ -146,6 +156,10 @@ class FusedStep:
         self.loss_fn = loss_fn
         self.views = [_LayerViews(layer) for layer in layers]
         self._buffers: dict[int, tuple] = {}
+        # tiled copies (see column_blocks), by layer: live between a step that builds them and flush()
+        self.tiled = os.environ.get(TILES_ENV_VAR, "1") != "0"
+        self._blocks: list = [None] * len(layers)
+        self._block_momentum: list = [None] * len(layers)
         self._momentum: dict[int, tuple] = {}  # id(param) -> (tensor, array)
         for layer in layers:  # stale gradients of an earlier autograd step only hold memory
             layer.values.grad = None
@@ -153,11 +167,27 @@ class FusedStep:
                 layer.bias.grad = None
 
     # ------------------------------------------------------------------ state
+    @property
+    def live(self) -> bool:
+        """Whether a tiled copy holds state the layers' tensors do not have yet."""
+        return any(b is not None for b in self._blocks)
+
+    def flush(self) -> None:
+        """Write the tiled copies' values and momentum back into the layers' tensors (a no-op
+        when none is live); from here the tensors are the state again."""
+        for i, blocks in enumerate(self._blocks):
+            if blocks is not None:
+                blocks.flush(self.views[i].values, self._block_momentum[i])
+                self._blocks[i] = self._block_momentum[i] = None
+
     def _sync(self) -> bool:
         """Refresh views after a topology change; False if the model no longer fits this path."""
         for i, layer in enumerate(self.layers):
             v = self.views[i]
             if not v.current(layer):
+                if self._blocks[i] is not None:
+                    raise RuntimeError("a layer changed while its tiled copy was live: FusedStep.flush() was not "
+                                       "called before the model was modified")
                 if not (layer.values.dtype == torch.float32 and layer.values.is_contiguous()):
                     return False
                 self.views[i] = _LayerViews(layer)
@@ -200,17 +230,30 @@ class FusedStep:
             bufs = self._buffers[batch] = (xt, zs, xgs, acts, grads, scratch)
         return bufs
 
+    def _enter(self, states, threads) -> list:
+        """The tiled copy of every layer that wants one, built where it is not live yet."""
+        if not self.tiled:
+            return self._blocks
+        for i, v in enumerate(self.views):
+            if self._blocks[i] is None and column_blocks.wanted(v.n_out, v.n_in, v.nnz):
+                vb = states[i][0]
+                self._blocks[i] = column_blocks.ColumnBlocks(v.row_ptr, v.col_idx, v.values, vb, v.n_in, threads)
+                self._block_momentum[i] = vb
+        return self._blocks
+
     # ------------------------------------------------------------------ step
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor):
         group = self.group
         lr, momentum, wd = float(group["lr"]), float(group["momentum"]), float(group["weight_decay"])
         if not self._sync() or xb.layout != torch.strided or xb.dtype != torch.float32:
+            self.flush()
             return self.est._step_batch(xb, yb, self.loss_fn)
         states = []
         for layer in self.layers:
             vb, vmode = self._state(layer.values, momentum)
             bb, bmode = self._state(layer.bias, momentum) if layer.bias is not None else (_EMPTY, K.NO_MOMENTUM)
             if vb is None or bb is None:
+                self.flush()
                 return self.est._step_batch(xb, yb, self.loss_fn)
             states.append((vb, vmode, bb, bmode))
         x = xb.numpy()
@@ -220,13 +263,16 @@ class FusedStep:
         threads = kernels.num_threads()
         big = PARALLEL_MIN_WORK
         last = len(self.views) - 1
+        blocks = self._enter(states, threads)
 
         inp = xt
         for i, v in enumerate(self.views):
             act = i < last
             a = acts[i] if act else zs[i]
             slope = self.slopes[i] if act else np.float32(1)
-            if threads > 1 and v.nnz * batch >= big:
+            if blocks[i] is not None:
+                blocks[i].forward(v.bias, inp, zs[i], a, slope, act, threads)
+            elif threads > 1 and v.nnz * batch >= big:
                 K.forward_par(v.row_ptr, v.col_idx, v.values, v.bias, inp, zs[i], a, slope, act, threads)
             else:
                 K.forward(v.row_ptr, v.col_idx, v.values, v.bias, inp, zs[i], a, slope, act)
@@ -244,7 +290,17 @@ class FusedStep:
             v = self.views[i]
             vb, vmode, bb, bmode = states[i]
             par = threads > 1 and v.nnz * batch >= big
-            if i > 0:
+            if blocks[i] is not None:
+                if i > 0:
+                    key = (i, threads)
+                    if key not in scratch:  # one thread scatters straight into xg
+                        scratch[key] = (np.empty((threads,) + xgs[i - 1].shape, dtype=np.float32) if threads > 1
+                                        else xgs[i - 1][np.newaxis])
+                    blocks[i].backward_update(v.bias, bb, xgs[i - 1], grads[i], zs[i - 1], self.slopes[i - 1], lr32,
+                                              mom32, wd32, vmode, bmode, scratch[key], threads)
+                else:
+                    blocks[i].update(v.bias, bb, xt, grads[0], lr32, mom32, wd32, vmode, bmode, threads)
+            elif i > 0:
                 args = (v.row_ptr, v.col_idx, v.values, vb, v.bias, bb, xgs[i - 1], grads[i],
                         zs[i - 1], self.slopes[i - 1], lr32, mom32, wd32, vmode, bmode)
                 if par:

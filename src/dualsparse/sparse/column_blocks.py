@@ -1,0 +1,282 @@
+"""A tiled copy of a wide CSR layer, so the fused step's gathers and scatters stay in L2.
+
+At batch 2 a step visits each stored weight twice, and each visit reads (forward) or updates
+(backward) the row of its input column in an activation array. For a layer with 600,000 inputs
+that array is ~10 MB, far beyond a core's L2, and every weight costs a random L3 line fetch plus
+a write-back: measured on one 600,000 x 600,000 layer (24 M weights, 1 thread), 4.3 ns per weight
+forward and 6.3 backward, against 1.4 and 2.5 when the same number of weights reads only 65,536
+inputs (a 1 MB array that fits in L2).
+
+:class:`ColumnBlocks` therefore re-stores a layer whose inputs exceed :data:`BLOCK_COLS` in tiles
+of at most 65,536 rows x :data:`BLOCK_COLS` columns, ordered (row tile, column block), and within
+a tile by (row, column); each weight's position in its tile is one 32-bit key (16 bits of row,
+16 of column), in place of CSR's 32-bit column index. The kernels walk a row tile's column blocks
+in turn, so what they touch at any time is one block of activations (1 MB) and one tile of outputs
+— and one flat loop per tile, with no per-row bookkeeping: a CSR row has ~4 weights in each of
+10 blocks, and looping over those short segments (tried first) cost more than the cache saved
+(forward 4.2 -> 5.3 ns per weight, backward 6.3 -> 5.0). The flat tiles: forward 4.5 -> 2.2,
+backward with update 6.3 -> 3.2 ns per weight (same layer, 1 thread).
+
+Within a row the weights keep CSR order and every output accumulates in place in that order, so
+the forward gives exactly the CSR kernels' numbers, and an input's gradient still accumulates over
+rows in ascending order (one thread: the same numbers too).
+
+The copy holds the values and the momentum while the fused step trains; :meth:`ColumnBlocks.flush`
+writes them back into the layer's own tensors, which the fused step does before anything else
+reads the model (see :class:`dualsparse.train.fused_step.FusedStep`). Building and flushing each
+walk the stored weights once.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .kernels import _JIT, _JIT_EXACT, _ftz_off, _ftz_on
+from .step_kernels import _as, _bias_rows, _sgd, _u
+
+#: columns per block: 16-bit local indices, and one block's activations (65,536 inputs x 2 batch
+#: x [value | gradient] x 4 bytes = 1 MB) fit in a core's L2 beside the streamed weights
+BLOCK_SHIFT = 16
+BLOCK_COLS = 1 << BLOCK_SHIFT
+#: rows per tile, at most (16-bit local row in the key)
+ROW_TILE = 1 << 16
+_LOW = np.uint32(0xFFFF)
+_SHIFT32 = np.uint32(16)
+
+
+#: stored fraction above which a layer's rows read most cache lines of their inputs anyway (four
+#: inputs share a line), so its gathers stream instead of jumping and tiles cannot help
+MAX_DENSITY = 1 / 8
+
+
+def wanted(n_out: int, n_in: int, nnz: int) -> bool:
+    """Whether a layer gains from the tiled copy: more than one block of inputs, gathered sparsely.
+
+    (SET's 600,000 -> 5 output layer is dense: its rows stream their inputs, and as one row tile
+    it would run on one thread.)"""
+    return n_in > BLOCK_COLS and nnz < MAX_DENSITY * n_out * n_in
+
+
+# ---------------------------------------------------------------------------- build / flush
+@nb.njit(**_JIT)
+def _tile_starts(row_ptr, col_idx, n_cb, R, tile_start):
+    """tile_start[t] = position of tile t's first weight (tiles in (row tile, block) order)."""
+    n = row_ptr.shape[0] - 1
+    tile_start[:] = 0
+    for i in range(n):
+        base = (i // R) * n_cb + 1
+        for k in range(_u(row_ptr[i]), _u(row_ptr[i + 1])):
+            tile_start[base + (col_idx[k] >> BLOCK_SHIFT)] += 1
+    for t in range(tile_start.shape[0] - 1):
+        tile_start[t + 1] += tile_start[t]
+
+
+@nb.njit(parallel=True, **_JIT)
+def _move(row_ptr, col_idx, values, buf, tile_start, n_cb, R, key, t_val, t_buf, inward):
+    """Copy weights between CSR order and tile order (``inward``: CSR -> tiles), a row tile per task."""
+    n = row_ptr.shape[0] - 1
+    n_rt = (n + R - 1) // R
+    has_buf = buf.shape[0] > 0
+    for rt in nb.prange(n_rt):
+        cursor = tile_start[rt * n_cb : (rt + 1) * n_cb].copy()
+        for i in range(rt * R, min(n, (rt + 1) * R)):
+            r = np.uint32(i - rt * R) << _SHIFT32
+            for k in range(_u(row_ptr[i]), _u(row_ptr[i + 1])):
+                j = col_idx[k]
+                c = j >> BLOCK_SHIFT
+                p = cursor[c]
+                cursor[c] = p + 1
+                if inward:
+                    key[p] = r | (np.uint32(j) & _LOW)
+                    t_val[p] = values[k]
+                    if has_buf:
+                        t_buf[p] = buf[k]
+                else:
+                    values[k] = t_val[p]
+                    if has_buf:
+                        buf[k] = t_buf[p]
+
+
+class ColumnBlocks:
+    """The tiles of one layer (see the module doc); ``values``/``momentum``: the live copies."""
+
+    def __init__(self, row_ptr, col_idx, values, momentum, n_in: int, threads: int):
+        n_out = row_ptr.shape[0] - 1
+        self.n_out, self.n_in = n_out, n_in
+        self.n_cb = -(-n_in // BLOCK_COLS)
+        # at least four row tiles per thread where the layer is tall enough (balance)
+        self.R = min(ROW_TILE, max(64, -(-n_out // (4 * max(threads, 1)))))
+        self.n_rt = -(-n_out // self.R)
+        self.tile_start = np.empty(self.n_rt * self.n_cb + 1, dtype=np.int64)
+        _tile_starts(row_ptr, col_idx, self.n_cb, self.R, self.tile_start)
+        nnz = values.shape[0]
+        self.key = np.empty(nnz, dtype=np.uint32)
+        self.values = np.empty(nnz, dtype=values.dtype)
+        self.momentum = np.empty(momentum.shape[0], dtype=values.dtype)
+        self._row_ptr, self._col_idx = row_ptr, col_idx
+        _move(row_ptr, col_idx, values, momentum, self.tile_start, self.n_cb, self.R, self.key, self.values,
+              self.momentum, True)
+        self._splits = {}
+
+    def split(self, threads: int) -> np.ndarray:
+        """Row-tile boundaries of ``threads`` nnz-balanced ranges."""
+        s = self._splits.get(threads)
+        if s is None:
+            ends = self.tile_start[self.n_cb :: self.n_cb]  # end of each row tile
+            targets = ends[-1] * np.arange(1, threads) // threads
+            inner = np.searchsorted(ends, targets, side="left") + 1
+            s = np.minimum(np.concatenate([[0], inner, [self.n_rt]]), self.n_rt)
+            s = self._splits[threads] = np.maximum.accumulate(s).astype(np.int64)
+        return s
+
+    def flush(self, values, momentum) -> None:
+        """Write the live values (and momentum) back into the layer's CSR-ordered arrays."""
+        _move(self._row_ptr, self._col_idx, values, momentum, self.tile_start, self.n_cb, self.R, self.key,
+              self.values, self.momentum, False)
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, bias, xt, zt, at, slope, act, threads):
+        forward(self.tile_start, self.key, self.values, bias, xt, zt, at, slope, act, self.n_cb, self.R,
+                self.split(threads))
+
+    def backward_update(self, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode, scratch, threads):
+        backward_update(self.tile_start, self.key, self.values, self.momentum, bias, bbuf, xg, gt, zprev, slope, lr,
+                        mom, wd, mode, bmode, self.n_cb, self.R, self.split(threads), scratch)
+
+    def update(self, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode, threads):
+        update(self.tile_start, self.key, self.values, self.momentum, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode,
+               self.n_cb, self.R, self.split(threads))
+
+
+# ---------------------------------------------------------------------------- forward
+@nb.njit(**_JIT_EXACT)
+def _forward_tiles(tile_start, key, val, bias, xt, zt, at, slope, act, n_cb, R, rt0, rt1):
+    n_out, batch = zt.shape
+    has_bias = bias.shape[0] > 0
+    zero = _as(zt, 0)
+    for rt in range(rt0, rt1):
+        i0 = rt * R
+        i1 = min(n_out, i0 + R)
+        for i in range(i0, i1):
+            for b in range(batch):
+                zt[i, b] = bias[i] if has_bias else zero
+        z = zt[i0:i1]
+        for c in range(n_cb):
+            t = rt * n_cb + c
+            x = xt[c << BLOCK_SHIFT :]
+            if batch == 2:
+                for k in range(_u(tile_start[t]), _u(tile_start[t + 1])):
+                    q = key[k]
+                    r = q >> _SHIFT32
+                    j = q & _LOW
+                    w = val[k]
+                    z[r, 0] += w * x[j, 0]
+                    z[r, 1] += w * x[j, 1]
+            else:
+                for k in range(_u(tile_start[t]), _u(tile_start[t + 1])):
+                    q = key[k]
+                    y = z[q >> _SHIFT32]
+                    xj = x[q & _LOW]
+                    w = val[k]
+                    for b in range(batch):
+                        y[b] += w * xj[b]
+        if act:
+            for i in range(i0, i1):
+                for b in range(batch):
+                    s = zt[i, b]
+                    at[i, b] = s if s > 0 else s * slope
+
+
+@nb.njit(parallel=True, **_JIT_EXACT)
+def forward(tile_start, key, val, bias, xt, zt, at, slope, act, n_cb, R, split):
+    """zt = W xt + bias (batch-last), at = activation(zt) if ``act``, on ``split.size - 1`` threads."""
+    for t in nb.prange(split.shape[0] - 1):
+        old = _ftz_on()
+        _forward_tiles(tile_start, key, val, bias, xt, zt, at, slope, act, n_cb, R, split[t], split[t + 1])
+        _ftz_off(old)
+
+
+# ---------------------------------------------------------------------------- backward + update
+@nb.njit(**_JIT)
+def _backward_tiles(tile_start, key, val, buf, p, gt, lr, mom, wd, mode, n_cb, R, rt0, rt1, grad):
+    """Per weight: input gradient with the OLD value into ``p[:, batch:]`` (if ``grad``), then SGD."""
+    n_out, batch = gt.shape
+    for rt in range(rt0, rt1):
+        i0 = rt * R
+        g = gt[i0 : min(n_out, i0 + R)]
+        for c in range(n_cb):
+            t = rt * n_cb + c
+            x = p[c << BLOCK_SHIFT :]
+            if batch == 2:
+                for k in range(_u(tile_start[t]), _u(tile_start[t + 1])):
+                    q = key[k]
+                    r = q >> _SHIFT32
+                    xj = x[q & _LOW]
+                    w = val[k]
+                    g0 = g[r, 0]
+                    g1 = g[r, 1]
+                    if grad:
+                        xj[2] += w * g0
+                        xj[3] += w * g1
+                    _sgd(val, buf, k, w, (g0 * xj[0] + g1 * xj[1]) + wd * w, lr, mom, mode)
+            else:
+                for k in range(_u(tile_start[t]), _u(tile_start[t + 1])):
+                    q = key[k]
+                    gr = g[q >> _SHIFT32]
+                    xj = x[q & _LOW]
+                    w = val[k]
+                    d = _as(gt, 0)
+                    for b in range(batch):
+                        d += gr[b] * xj[b]
+                        if grad:
+                            xj[batch + b] += w * gr[b]
+                    _sgd(val, buf, k, w, d + wd * w, lr, mom, mode)
+
+
+@nb.njit(parallel=True, **_JIT)
+def backward_update(tile_start, key, val, buf, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode,
+                    n_cb, R, split, scratch):
+    """``xg[:, B:] = act'(zprev) * (W.T gt)`` with the old W (``xg[:, :B]``: the layer's input), then
+    SGD on values and bias. With several threads each scatters into its own ``scratch[t]`` (a copy
+    of the activations, gradient zeroed) and a second loop sums them, as ``step_kernels`` does."""
+    nt = split.shape[0] - 1
+    n_out, batch = gt.shape
+    n_in = xg.shape[0]
+    for t in nb.prange(nt):
+        old = _ftz_on()
+        p = scratch[t]
+        for j in range(n_in):
+            for b in range(batch):
+                p[j, b] = xg[j, b]
+                p[j, batch + b] = 0
+        _backward_tiles(tile_start, key, val, buf, p, gt, lr, mom, wd, mode, n_cb, R, split[t], split[t + 1],
+                        True)
+        if bias.shape[0] > 0:
+            _bias_rows(gt, bias, bbuf, lr, mom, wd, bmode, min(n_out, split[t] * R), min(n_out, split[t + 1] * R))
+        _ftz_off(old)
+    for t in nb.prange(nt):
+        old = _ftz_on()
+        j0 = n_in * t // nt
+        j1 = n_in * (t + 1) // nt
+        for j in range(j0, j1):
+            for b in range(batch):
+                s = scratch[0, j, batch + b]
+                for u in range(1, nt):
+                    s += scratch[u, j, batch + b]
+                xg[j, batch + b] = s if zprev[j, b] > 0 else s * slope
+        _ftz_off(old)
+
+
+@nb.njit(parallel=True, **_JIT)
+def update(tile_start, key, val, buf, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode, n_cb, R, split):
+    """SGD on a layer whose input gradient is not needed (the first one): values and bias."""
+    nt = split.shape[0] - 1
+    n_out = gt.shape[0]
+    for t in nb.prange(nt):
+        old = _ftz_on()
+        _backward_tiles(tile_start, key, val, buf, xt, gt, lr, mom, wd, mode, n_cb, R, split[t], split[t + 1],
+                        False)
+        if bias.shape[0] > 0:
+            _bias_rows(gt, bias, bbuf, lr, mom, wd, bmode, min(n_out, split[t] * R), min(n_out, split[t + 1] * R))
+        _ftz_off(old)

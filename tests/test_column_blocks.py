@@ -1,0 +1,193 @@
+"""The tiled copy of a wide layer (sparse/column_blocks.py) computes what the CSR kernels compute,
+and the fused step hands its state back to the model whenever something else reads it."""
+
+import numpy as np
+import pytest
+import torch
+
+from dualsparse import Callback, SparseMLPClassifier
+from dualsparse.sparse import column_blocks as CB
+from dualsparse.sparse import step_kernels as K
+from dualsparse.train import fused_step
+
+F = np.float32
+
+
+def _layer(n_out=150, n_in=3 * CB.BLOCK_COLS + 5, per_row=12, seed=0):
+    """A random CSR layer with empty rows, a row on a block boundary and one in the last, partial block."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_out):
+        k = 0 if i % 17 == 3 else rng.integers(1, 2 * per_row)
+        rows.append(np.sort(rng.choice(n_in, k, replace=False)))
+    rows[5] = np.array([CB.BLOCK_COLS - 1, CB.BLOCK_COLS, 2 * CB.BLOCK_COLS])
+    rows[6] = np.array([n_in - 1])
+    row_ptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)
+    col = np.concatenate(rows).astype(np.uint32)
+    values = rng.normal(0, 0.3, col.size).astype(F)
+    return row_ptr, col, values, rng
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_forward_is_exactly_the_csr_forward(batch, threads):
+    row_ptr, col, values, rng = _layer()
+    n_out, n_in = row_ptr.size - 1, 3 * CB.BLOCK_COLS + 5
+    bias = rng.normal(size=n_out).astype(F)
+    x = rng.normal(size=(n_in, 2 * batch)).astype(F)[:, :batch]  # strided, as between layers
+    blocks = CB.ColumnBlocks(row_ptr, col, values, np.empty(0, F), n_in, threads)
+    assert blocks.n_cb == 4
+    z0, a0 = np.empty((n_out, batch), F), np.empty((n_out, batch), F)
+    z1, a1 = np.full_like(z0, np.nan), np.full_like(a0, np.nan)
+    K.forward(row_ptr, col, values, bias, x, z0, a0, F(0.3), True)
+    blocks.forward(bias, x, z1, a1, F(0.3), True, threads)
+    np.testing.assert_array_equal(z1, z0)
+    np.testing.assert_array_equal(a1, a0)
+
+
+@pytest.mark.parametrize("mode", [K.NO_MOMENTUM, K.FIRST_STEP, K.MOMENTUM])
+@pytest.mark.parametrize("batch", [1, 2, 3])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_backward_update_and_update_match_the_csr_kernels(mode, batch, threads):
+    row_ptr, col, values, rng = _layer(seed=1)
+    n_out, n_in = row_ptr.size - 1, 3 * CB.BLOCK_COLS + 5
+    buf = rng.normal(0, 0.1, values.size).astype(F) if mode != K.NO_MOMENTUM else np.empty(0, F)
+    bias, bbuf = rng.normal(size=n_out).astype(F), rng.normal(size=n_out).astype(F)
+    xg = rng.normal(size=(n_in, 2 * batch)).astype(F)
+    gt = rng.normal(size=(n_out, batch)).astype(F)
+    zprev = rng.normal(size=(n_in, batch)).astype(F)
+    hyper = (F(0.4), F(0.05), F(0.9), F(1e-3), mode, mode)  # slope, lr, momentum, weight decay, modes
+
+    ref = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy()]
+    K.backward_update(row_ptr, col, ref[0], ref[1], ref[2], ref[3], ref[4], gt, zprev, *hyper)
+    blocks = CB.ColumnBlocks(row_ptr, col, values, buf, n_in, threads)
+    got = [None, None, bias.copy(), bbuf.copy(), xg.copy()]
+    scratch = np.empty((threads, n_in, 2 * batch), F) if threads > 1 else got[4][np.newaxis]
+    blocks.backward_update(got[2], got[3], got[4], gt, zprev, *hyper, scratch, threads)
+    got[0], got[1] = np.empty_like(values), np.empty_like(buf)
+    blocks.flush(got[0], got[1])
+    # the update may contract to FMAs differently in the two kernels (a few float32 ulps)
+    for name, r, g in zip(["values", "momentum", "bias", "bias momentum"], ref, got):
+        np.testing.assert_allclose(g, r, rtol=1e-6, atol=1e-7, err_msg=name)
+    # each input's gradient adds the rows in ascending order on one thread; two threads sum halves
+    np.testing.assert_allclose(got[4], ref[4], rtol=1e-6, atol=1e-6)
+
+    # the first layer: no input gradient
+    x = rng.normal(size=(n_in, batch)).astype(F)
+    ref = [values.copy(), buf.copy(), bias.copy(), bbuf.copy()]
+    K.update(row_ptr, col, ref[0], ref[1], ref[2], ref[3], x, gt, *hyper[1:])
+    blocks = CB.ColumnBlocks(row_ptr, col, values, buf, n_in, threads)
+    got = [np.empty_like(values), np.empty_like(buf), bias.copy(), bbuf.copy()]
+    blocks.update(got[2], got[3], x, gt, *hyper[1:], threads)
+    blocks.flush(got[0], got[1])
+    for name, r, g in zip(["values", "momentum", "bias", "bias momentum"], ref, got):
+        np.testing.assert_allclose(g, r, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_flush_restores_csr_order_and_splits_cover_every_row_tile():
+    row_ptr, col, values, rng = _layer(n_out=700, seed=2)
+    buf = rng.normal(size=values.size).astype(F)
+    blocks = CB.ColumnBlocks(row_ptr, col, values, buf, 3 * CB.BLOCK_COLS + 5, threads=3)
+    assert blocks.n_rt > 3 and blocks.R < 700
+    v, b = np.zeros_like(values), np.zeros_like(buf)
+    blocks.flush(v, b)
+    np.testing.assert_array_equal(v, values)
+    np.testing.assert_array_equal(b, buf)
+    for threads in (1, 2, 3, 8):
+        s = blocks.split(threads)
+        assert s[0] == 0 and s[-1] == blocks.n_rt and np.all(np.diff(s) >= 0) and s.size == threads + 1
+
+
+def test_only_wide_sparse_layers_are_tiled():
+    wide = CB.BLOCK_COLS + 1
+    assert CB.wanted(600_000, 600_000, 24_000_000)
+    assert not CB.wanted(600_000, CB.BLOCK_COLS, 10_000)  # one block: the CSR kernels' gathers fit already
+    assert not CB.wanted(5, wide, 5 * wide)  # dense: rows stream their inputs
+
+
+# ---------------------------------------------------------------------------- in the estimator
+@pytest.fixture(autouse=False)
+def per_step(monkeypatch):
+    from dualsparse.train import compiled_epoch
+
+    monkeypatch.setenv(compiled_epoch.ENV_VAR, "0")
+
+
+class ReadsValues(Callback):
+    """Reads the model at every batch end, as a user's callback may."""
+
+    def __init__(self):
+        self.sums = []
+
+    def on_batch_end(self, est, epoch, idx, outputs, targets, loss):
+        self.sums.append([float(p.detach().double().sum()) for p in est.module_.parameters()])
+
+
+def _wide_fit(tiles, monkeypatch, algorithm="set", callbacks=None):
+    monkeypatch.setenv(fused_step.TILES_ENV_VAR, "1" if tiles else "0")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(26, 12)).astype(F)
+    y = (X[:, 0] > 0).astype(int)
+    est = SparseMLPClassifier(hidden_layer_sizes=(CB.BLOCK_COLS + 4000, 300), sparsity=0.9995, algorithm=algorithm,
+                              optimizer="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4, batch_size=2,
+                              max_epochs=3, random_state=0, callbacks=callbacks)
+    return est.fit(X, y)
+
+
+@pytest.mark.parametrize("reading_callback", [True, False])
+def test_fits_with_tiles_equal_fits_without(monkeypatch, per_step, reading_callback):
+    """With a callback that reads the model the copy is written back after every step; without,
+    at the end of every epoch, before validation and SET's evolution."""
+    built = []
+    real = CB.ColumnBlocks.__init__
+
+    def counting(self, *a, **k):
+        built.append(a[4])
+        real(self, *a, **k)
+
+    monkeypatch.setattr(CB.ColumnBlocks, "__init__", counting)
+    cb_t, cb_c = ReadsValues(), ReadsValues()
+    tiled = _wide_fit(True, monkeypatch, callbacks=[cb_t] if reading_callback else None)
+    assert built and set(built) == {CB.BLOCK_COLS + 4000}  # the 300-unit layer's inputs are tiled
+    csr = _wide_fit(False, monkeypatch, callbacks=[cb_c] if reading_callback else None)
+    # a callback that reads the model sees the tiled copy's state, written back before it runs
+    np.testing.assert_allclose(cb_t.sums, cb_c.sums, rtol=1e-5)
+    for (name, p), q in zip(tiled.module_.named_parameters(), csr.module_.parameters()):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(tiled.optimizer_.state[p]["momentum_buffer"],
+                                   csr.optimizer_.state[q]["momentum_buffer"], rtol=1e-5, atol=1e-6, msg=name)
+    np.testing.assert_allclose([h["loss"] for h in tiled.history_], [h["loss"] for h in csr.history_], rtol=1e-5)
+
+
+def test_mid_epoch_topology_updates_see_the_tiled_state(monkeypatch, per_step):
+    """RigL captures gradients through autograd and updates every few steps, mid-epoch."""
+    from dualsparse.dst import RigL
+
+    a = _wide_fit(True, monkeypatch, algorithm=RigL(zeta=0.3, every=4))
+    b = _wide_fit(False, monkeypatch, algorithm=RigL(zeta=0.3, every=4))
+    for p, q in zip(a.module_.parameters(), b.module_.parameters()):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
+    for la, lb in zip(a.module_.modules(), b.module_.modules()):
+        if hasattr(la, "col_idx"):
+            assert torch.equal(la.col_idx, lb.col_idx)
+
+
+def test_an_error_mid_epoch_leaves_the_model_with_the_trained_values(monkeypatch, per_step):
+    class Stop(Callback):
+        on_batch_end_reads_model = False  # no flush for it: the error path must write back
+
+        def __init__(self):
+            self.n = 0
+
+        def on_batch_end(self, est, epoch, idx, outputs, targets, loss):
+            self.n += 1
+            if self.n == 5:
+                raise KeyboardInterrupt
+
+    monkeypatch.setenv(fused_step.TILES_ENV_VAR, "1")
+    flushed = []
+    real = fused_step.FusedStep.flush
+    monkeypatch.setattr(fused_step.FusedStep, "flush", lambda self: (flushed.append(self.live), real(self))[1])
+    with pytest.raises(KeyboardInterrupt):
+        _wide_fit(True, monkeypatch, callbacks=[Stop()])
+    assert flushed and flushed[-1] is True  # the live copy was written back on the way out
