@@ -45,6 +45,21 @@ def test_forward_is_exactly_the_csr_forward(batch, threads):
     np.testing.assert_array_equal(a1, a0)
 
 
+def test_forward_of_tiles_holding_one_row():
+    """A tile whose weights all belong to one row (the batch-2 walk's first half is then empty)."""
+    n_in = 2 * CB.BLOCK_COLS
+    cols = [np.array([1, 7, CB.BLOCK_COLS + 3]), np.array([CB.BLOCK_COLS + 1, CB.BLOCK_COLS + 9]), np.array([2])]
+    row_ptr = np.array([0, 3, 5, 6], dtype=np.int64)
+    col = np.concatenate(cols).astype(np.uint32)
+    rng = np.random.default_rng(3)
+    values, bias = rng.normal(size=col.size).astype(F), rng.normal(size=3).astype(F)
+    x = rng.normal(size=(n_in, 2)).astype(F)
+    z0, z1, a = np.empty((3, 2), F), np.empty((3, 2), F), np.empty((3, 2), F)
+    K.forward(row_ptr, col, values, bias, x, z0, a, F(0), False)
+    CB.ColumnBlocks(row_ptr, col, values, np.empty(0, F), n_in, 1).forward(bias, x, z1, a, F(0), False, 1)
+    np.testing.assert_array_equal(z1, z0)
+
+
 @pytest.mark.parametrize("mode", [K.NO_MOMENTUM, K.FIRST_STEP, K.MOMENTUM])
 @pytest.mark.parametrize("batch", [1, 2, 3])
 @pytest.mark.parametrize("threads", [1, 2])
