@@ -238,7 +238,7 @@ def main():
     )
     print(
         f"{'H':>8} {'neurons':>9} {'weights':>11} | {'train s':>8} {'evolve s':>8} {'total s':>8} | "
-        f"{'1st epoch':>9} | {'peak RSS':>9} | {'acc':>5} | {'SET code s':>10} {'weights':>9} {'ratio (min-max)':>20}"
+        f"{'1st epoch':>9} | {'peak RSS':>9} | {'acc':>5} | {'SET code s':>10} {'weights':>9} {'acc':>5} {'ratio (min-max)':>20}"
     )
     env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
     results = []
@@ -273,9 +273,10 @@ def main():
             ref_total = [t["train_s"] + t["evo_s"] for t in theirs]
             ratios = [a / b for a, b in zip(ref_total, total)]
             row += (f"{np.median(ref_total):10.3f} {int(np.median([t['nnz'] for t in theirs])):9d} "
+                    f"{np.median([t['test_acc'] for t in theirs]):5.2f} "
                     f"{np.median(ratios):7.1f}x ({min(ratios):.1f}-{max(ratios):.1f})")
         else:
-            row += f"{'-':>10} {'-':>9} {'(needs --reference)':>20}"
+            row += f"{'-':>10} {'-':>9} {'-':>5} {'(needs --reference)':>20}"
         print(row, flush=True)
         if bandwidth:
             moved = BYTES_PER_WEIGHT * r["nnz"] * r["steps_per_epoch"]

@@ -5,10 +5,16 @@
 reference every truly sparse SET implementation is measured against. This module never copies
 it: the user points to a checkout (``--reference PATH``: the repository or that folder), the
 Cython kernel is compiled from their ``sparseoperations.pyx`` into a cache directory, and their
-module is imported from their file with two NumPy-2 fixes applied to the imported module (not to
-their file): ``np.in1d`` is gone, and their structured-view row intersection
-(``array_intersect``) is replaced by the same test on int64 keys ``row * n_cols + col``, which
-returns the same mask.
+module is imported from their file with three fixes for today's NumPy and SciPy, applied to the
+imported module (not to their file): ``np.in1d`` is gone, and their structured-view row
+intersection (``array_intersect``) is replaced by the same test on int64 keys
+``row * n_cols + col``, which returns the same mask; and ``coo_matrix(w)`` of a CSR matrix now
+*shares* ``w``'s data array (SciPy 1.17; the SciPy of their time copied it), so the gradient
+their Cython kernel writes into ``dw.data`` (``dw = coo_matrix(self.w[i])``) overwrote the
+weights themselves — the weights became the gradient, every exact zero of it was pruned at the
+update, and the network lost half its connections in the first epoch (H = 3,000: 378 k stored
+weights after construction, 199 k after one epoch, 147 k after three). ``coo_matrix`` of a
+sparse matrix therefore copies again, as it did for them.
 
 One epoch is their ``fit`` loop without the per-epoch test pass and printing: shuffle, batches
 of ``_feed_forward`` + ``_back_prop`` (their momentum SGD with decoupled weight decay), then
@@ -103,7 +109,16 @@ def load(path):
         width = int(max(A[:, 1].max(initial=0), B[:, 1].max(initial=0))) + 1
         return np.isin(A[:, 0] * width + A[:, 1], B[:, 0] * width + B[:, 1])
 
+    import scipy.sparse as sp
+
+    def coo_matrix(arg1, *args, **kw):
+        """SciPy's coo_matrix, copying a sparse argument as the SciPy their code was written for did."""
+        if sp.issparse(arg1):
+            kw.setdefault("copy", True)
+        return sp.coo_matrix(arg1, *args, **kw)
+
     module.array_intersect = array_intersect
+    module.coo_matrix = coo_matrix
     return module
 
 
