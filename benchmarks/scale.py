@@ -13,7 +13,9 @@ subprocess reports
 ``--mode estimator`` (default) trains ``dualsparse.SparseMLPClassifier`` and reads its per-epoch
 ``history_`` (``time_s`` less the deferred topology update it includes = training,
 ``evolution_time_s``); the estimator runs SGD through its fused step
-(``dualsparse.train.fused_step``; ``DUALSPARSE_FUSED_STEP=0`` in the environment forces autograd); ``--mode direct`` runs the same model,
+(``dualsparse.train.fused_step``; ``DUALSPARSE_FUSED_STEP=0`` in the environment forces autograd;
+layers of more than 65,536 inputs train on a tiled copy, ``DUALSPARSE_TILES=0`` keeps them on the
+CSR kernels); ``--mode direct`` runs the same model,
 optimiser and ``dualsparse.dst.SET`` in a bare loop, to show what the estimator adds. Times are
 medians over the epochs after the first (the first pays Numba's cache loading and page faults of
 first touch); the first epoch is reported too.
