@@ -15,11 +15,14 @@ in turn, so what they touch at any time is one block of activations (1 MB) and o
 — and one flat loop per tile, with no per-row bookkeeping: a CSR row has ~4 weights in each of
 10 blocks, and looping over those short segments (tried first) cost more than the cache saved
 (forward 4.2 -> 5.3 ns per weight, backward 6.3 -> 5.0). The flat tiles: forward 4.5 -> 2.2,
-backward with update 6.3 -> 3.2 ns per weight (same layer, 1 thread).
+backward with update 6.3 -> 3.2 ns per weight (same layer, 1 thread). Keeping each row's sums in
+registers while its weights last (two halves of a tile side by side) was slower again (forward
+2.6 -> 3.5 ns, 2 threads): a row ends every ~4 weights, and that branch mispredicts.
 
 Within a row the weights keep CSR order and every output accumulates in place in that order, so
-the forward gives exactly the CSR kernels' numbers, and an input's gradient still accumulates over
-rows in ascending order (one thread: the same numbers too).
+the forward gives exactly the CSR kernels' numbers; in the backward each thread owns whole column
+blocks, so an input's gradient accumulates over rows in ascending order on any number of threads
+(the one-thread CSR kernel's order, without its per-thread copies of the gradient to sum).
 
 The copy holds the values and the momentum while the fused step trains; :meth:`ColumnBlocks.flush`
 writes them back into the layer's own tensors, which the fused step does before anything else
@@ -140,9 +143,22 @@ class ColumnBlocks:
         forward(self.tile_start, self.key, self.values, bias, xt, zt, at, slope, act, self.n_cb, self.R,
                 self.split(threads))
 
-    def backward_update(self, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode, scratch, threads):
-        backward_update(self.tile_start, self.key, self.values, self.momentum, bias, bbuf, xg, gt, zprev, slope, lr,
-                        mom, wd, mode, bmode, self.n_cb, self.R, self.split(threads), scratch)
+    def block_split(self, threads: int) -> np.ndarray:
+        """Column-block boundaries of ``threads`` nnz-balanced ranges."""
+        key = ("blocks", threads)
+        s = self._splits.get(key)
+        if s is None:
+            sizes = np.diff(self.tile_start).reshape(self.n_rt, self.n_cb).sum(axis=0)
+            ends = np.cumsum(sizes)
+            targets = ends[-1] * np.arange(1, threads) // threads
+            inner = np.searchsorted(ends, targets, side="left") + 1
+            s = np.minimum(np.concatenate([[0], inner, [self.n_cb]]), self.n_cb)
+            s = self._splits[key] = np.maximum.accumulate(s).astype(np.int64)
+        return s
+
+    def backward_update(self, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode, threads):
+        backward_update(self.tile_start, self.key, self.values, self.momentum, bias, bbuf, xg, gt, zprev,
+                                  slope, lr, mom, wd, mode, bmode, self.n_cb, self.R, self.block_split(threads))
 
     def update(self, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode, threads):
         update(self.tile_start, self.key, self.values, self.momentum, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode,
@@ -199,72 +215,86 @@ def forward(tile_start, key, val, bias, xt, zt, at, slope, act, n_cb, R, split):
 
 # ---------------------------------------------------------------------------- backward + update
 @nb.njit(**_JIT)
+def _tile_backward(key, val, buf, x, g, lo, hi, lr, mom, wd, mode, grad):
+    """Weights [lo, hi) of one tile: input gradient with the OLD value into ``x[:, batch:]`` (if
+    ``grad``), then SGD. ``x``: the activations from the tile's block on, ``g``: its rows' gradients."""
+    batch = g.shape[1]
+    if batch == 2:
+        for k in range(lo, hi):
+            q = key[k]
+            r = q >> _SHIFT32
+            xj = x[q & _LOW]
+            w = val[k]
+            g0 = g[r, 0]
+            g1 = g[r, 1]
+            if grad:
+                xj[2] += w * g0
+                xj[3] += w * g1
+            _sgd(val, buf, k, w, (g0 * xj[0] + g1 * xj[1]) + wd * w, lr, mom, mode)
+    else:
+        for k in range(lo, hi):
+            q = key[k]
+            gr = g[q >> _SHIFT32]
+            xj = x[q & _LOW]
+            w = val[k]
+            d = _as(g, 0)
+            for b in range(batch):
+                d += gr[b] * xj[b]
+                if grad:
+                    xj[batch + b] += w * gr[b]
+            _sgd(val, buf, k, w, d + wd * w, lr, mom, mode)
+
+
+@nb.njit(**_JIT)
 def _backward_tiles(tile_start, key, val, buf, p, gt, lr, mom, wd, mode, n_cb, R, rt0, rt1, grad):
-    """Per weight: input gradient with the OLD value into ``p[:, batch:]`` (if ``grad``), then SGD."""
-    n_out, batch = gt.shape
+    """Row tiles [rt0, rt1), each block in turn (see _tile_backward)."""
+    n_out = gt.shape[0]
     for rt in range(rt0, rt1):
         i0 = rt * R
         g = gt[i0 : min(n_out, i0 + R)]
         for c in range(n_cb):
             t = rt * n_cb + c
-            x = p[c << BLOCK_SHIFT :]
-            if batch == 2:
-                for k in range(_u(tile_start[t]), _u(tile_start[t + 1])):
-                    q = key[k]
-                    r = q >> _SHIFT32
-                    xj = x[q & _LOW]
-                    w = val[k]
-                    g0 = g[r, 0]
-                    g1 = g[r, 1]
-                    if grad:
-                        xj[2] += w * g0
-                        xj[3] += w * g1
-                    _sgd(val, buf, k, w, (g0 * xj[0] + g1 * xj[1]) + wd * w, lr, mom, mode)
-            else:
-                for k in range(_u(tile_start[t]), _u(tile_start[t + 1])):
-                    q = key[k]
-                    gr = g[q >> _SHIFT32]
-                    xj = x[q & _LOW]
-                    w = val[k]
-                    d = _as(gt, 0)
-                    for b in range(batch):
-                        d += gr[b] * xj[b]
-                        if grad:
-                            xj[batch + b] += w * gr[b]
-                    _sgd(val, buf, k, w, d + wd * w, lr, mom, mode)
+            _tile_backward(key, val, buf, p[c << BLOCK_SHIFT :], g, _u(tile_start[t]), _u(tile_start[t + 1]), lr, mom,
+                           wd, mode, grad)
 
 
 @nb.njit(parallel=True, **_JIT)
 def backward_update(tile_start, key, val, buf, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode,
-                    n_cb, R, split, scratch):
-    """``xg[:, B:] = act'(zprev) * (W.T gt)`` with the old W (``xg[:, :B]``: the layer's input), then
-    SGD on values and bias. With several threads each scatters into its own ``scratch[t]`` (a copy
-    of the activations, gradient zeroed) and a second loop sums them, as ``step_kernels`` does."""
-    nt = split.shape[0] - 1
+                              n_cb, R, block_split):
+    """``xg[:, B:] = act'(zprev) * (W.T gt)`` with the old W (``xg[:, :B]``: the layer's input),
+    then SGD on values and bias.
+
+    Each thread owns a range of column blocks: it alone writes those inputs' gradients (straight
+    into ``xg``: no per-thread copies of it to sum, as ``step_kernels`` needs) and the weights of
+    those blocks' tiles, walking the row tiles in order, so each input's gradient adds the rows
+    in ascending order — the one-thread result, whatever the threads. (Owning row tiles with
+    per-thread copies was 15 % slower at H = 600,000.)"""
+    nt = block_split.shape[0] - 1
     n_out, batch = gt.shape
     n_in = xg.shape[0]
+    n_rt = (n_out + R - 1) // R
     for t in nb.prange(nt):
         old = _ftz_on()
-        p = scratch[t]
-        for j in range(n_in):
-            for b in range(batch):
-                p[j, b] = xg[j, b]
-                p[j, batch + b] = 0
-        _backward_tiles(tile_start, key, val, buf, p, gt, lr, mom, wd, mode, n_cb, R, split[t], split[t + 1],
-                        True)
-        if bias.shape[0] > 0:
-            _bias_rows(gt, bias, bbuf, lr, mom, wd, bmode, min(n_out, split[t] * R), min(n_out, split[t + 1] * R))
-        _ftz_off(old)
-    for t in nb.prange(nt):
-        old = _ftz_on()
-        j0 = n_in * t // nt
-        j1 = n_in * (t + 1) // nt
+        c0 = block_split[t]
+        c1 = block_split[t + 1]
+        j0 = min(n_in, c0 << BLOCK_SHIFT)
+        j1 = min(n_in, c1 << BLOCK_SHIFT)
         for j in range(j0, j1):
             for b in range(batch):
-                s = scratch[0, j, batch + b]
-                for u in range(1, nt):
-                    s += scratch[u, j, batch + b]
-                xg[j, batch + b] = s if zprev[j, b] > 0 else s * slope
+                xg[j, batch + b] = 0
+        for c in range(c0, c1):
+            x = xg[c << BLOCK_SHIFT :]
+            for rt in range(n_rt):
+                i0 = rt * R
+                tt = rt * n_cb + c
+                _tile_backward(key, val, buf, x, gt[i0 : min(n_out, i0 + R)], _u(tile_start[tt]),
+                               _u(tile_start[tt + 1]), lr, mom, wd, mode, True)
+        for j in range(j0, j1):
+            for b in range(batch):
+                if not zprev[j, b] > 0:
+                    xg[j, batch + b] = xg[j, batch + b] * slope
+        if bias.shape[0] > 0:
+            _bias_rows(gt, bias, bbuf, lr, mom, wd, bmode, n_out * t // nt, n_out * (t + 1) // nt)
         _ftz_off(old)
 
 

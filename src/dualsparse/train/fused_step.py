@@ -292,12 +292,8 @@ class FusedStep:
             par = threads > 1 and v.nnz * batch >= big
             if blocks[i] is not None:
                 if i > 0:
-                    key = (i, threads)
-                    if key not in scratch:  # one thread scatters straight into xg
-                        scratch[key] = (np.empty((threads,) + xgs[i - 1].shape, dtype=np.float32) if threads > 1
-                                        else xgs[i - 1][np.newaxis])
                     blocks[i].backward_update(v.bias, bb, xgs[i - 1], grads[i], zs[i - 1], self.slopes[i - 1], lr32,
-                                              mom32, wd32, vmode, bmode, scratch[key], threads)
+                                              mom32, wd32, vmode, bmode, threads)
                 else:
                     blocks[i].update(v.bias, bb, xt, grads[0], lr32, mom32, wd32, vmode, bmode, threads)
             elif i > 0:
