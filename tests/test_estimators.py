@@ -351,3 +351,24 @@ def test_torch_backend_trains_like_numba(iris, monkeypatch):
     b = small(algorithm="set", max_epochs=3).fit(X, y)
     assert all(m.backend == "torch" for m in b.module_.modules() if isinstance(m, SparseLinear))
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-4)
+
+
+def test_unscaled_features_warn_once_per_fit_and_scaled_ones_do_not():
+    import warnings
+
+    import scipy.sparse as sp
+    from sklearn.datasets import load_breast_cancer, load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    from dualsparse.train import ScaleWarning
+
+    X, y = load_breast_cancer(return_X_y=True)
+    with pytest.warns(ScaleWarning, match=r"column 23 has standard deviation 569.*StandardScaler"):
+        est = SparseMLPClassifier(max_epochs=1, random_state=0).fit(X, y)
+    Xd, yd = load_digits(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScaleWarning)
+        est.partial_fit(X, y)  # continuing a fit: said once already
+        SparseMLPClassifier(max_epochs=1, random_state=0).fit(StandardScaler().fit_transform(X), y)
+        SparseMLPClassifier(max_epochs=1, random_state=0).fit(Xd, yd)  # pixels 0-16: std <= 6.5
+        SparseMLPClassifier(max_epochs=1, random_state=0).fit(sp.csr_matrix(X), y)  # zeros mean absent

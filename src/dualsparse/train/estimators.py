@@ -191,6 +191,8 @@ class _BaseSparseMLP(BaseEstimator):
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         _reject_non_finite(y, "y", "remove or fill those targets")
         X = self._check_X(X, reset=first)
+        if first:
+            _warn_if_unscaled(X)
         y = self._encode_y(y, X.shape[0], first, classes, incremental)
         rng = self._rng if not first else check_random_state(self.random_state)
         self._rng = rng
@@ -719,6 +721,41 @@ def _make_algorithm(algorithm, zeta, options=None):
     if algorithm_info(algorithm).accepts("zeta"):
         options.setdefault("zeta", zeta)
     return make_algorithm(algorithm, **options)
+
+
+class ScaleWarning(UserWarning):
+    """Input features far from unit scale: silence it with
+    ``warnings.filterwarnings("ignore", category=ScaleWarning)``."""
+
+
+#: column standard deviation above which a fit warns (Breast Cancer's raw 'worst area': 569;
+#: pixel intensities 0-255: up to ~110; digits' 0-16: at most ~6.5)
+UNSCALED_STD = 50.0
+
+
+def _warn_if_unscaled(X) -> None:
+    """Warn when dense input columns are far from unit scale.
+
+    Why: the layers are initialised for unit-scale inputs; on raw Breast Cancer features (first
+    400 rows) the default classifier reached 0.80 / 0.94 / 0.91 test accuracy for seeds 0-2
+    (scikit-learn's MLPClassifier 0.96), 0.99 once standardised. CSR input is left alone: its
+    zeros mean "absent", and centring would fill them in.
+    """
+    if sp.issparse(X) or X.shape[0] < 2:
+        return
+    sample = X[: min(X.shape[0], 2000)]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        std = np.nan_to_num(np.nanstd(sample, axis=0, dtype=np.float64), nan=0.0)
+    j = int(np.argmax(std))
+    if std[j] > UNSCALED_STD:
+        warnings.warn(
+            f"input features are far from unit scale (column {j} has standard deviation {std[j]:.3g}); "
+            f"MLPs, sparse or dense, train unstably on raw scales: standardise X first "
+            f"(sklearn.preprocessing.StandardScaler, e.g. in a Pipeline)",
+            ScaleWarning,
+            stacklevel=4,
+        )
 
 
 def _reject_non_finite(a, name, hint):
