@@ -75,11 +75,10 @@ def test_backward_update_and_update_match_the_csr_kernels(mode, batch, threads):
 
     ref = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy()]
     K.backward_update(row_ptr, col, ref[0], ref[1], ref[2], ref[3], ref[4], gt, zprev, *hyper)
-    blocks = CB.ColumnBlocks(row_ptr, col, values, buf, n_in, threads)
-    got = [None, None, bias.copy(), bbuf.copy(), xg.copy()]
+    got = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy()]
+    blocks = CB.ColumnBlocks(row_ptr, col, got[0], got[1], n_in, threads)
     blocks.backward_update(got[2], got[3], got[4], gt, zprev, *hyper, threads)
-    got[0], got[1] = np.empty_like(values), np.empty_like(buf)
-    blocks.flush(got[0], got[1])
+    blocks.flush()  # into got[0], got[1]
     # the update may contract to FMAs differently in the two kernels (a few float32 ulps)
     for name, r, g in zip(["values", "momentum", "bias", "bias momentum"], ref, got):
         np.testing.assert_allclose(g, r, rtol=1e-6, atol=1e-7, err_msg=name)
@@ -90,10 +89,10 @@ def test_backward_update_and_update_match_the_csr_kernels(mode, batch, threads):
     x = rng.normal(size=(n_in, batch)).astype(F)
     ref = [values.copy(), buf.copy(), bias.copy(), bbuf.copy()]
     K.update(row_ptr, col, ref[0], ref[1], ref[2], ref[3], x, gt, *hyper[1:])
-    blocks = CB.ColumnBlocks(row_ptr, col, values, buf, n_in, threads)
-    got = [np.empty_like(values), np.empty_like(buf), bias.copy(), bbuf.copy()]
+    got = [values.copy(), buf.copy(), bias.copy(), bbuf.copy()]
+    blocks = CB.ColumnBlocks(row_ptr, col, got[0], got[1], n_in, threads)
     blocks.update(got[2], got[3], x, gt, *hyper[1:], threads)
-    blocks.flush(got[0], got[1])
+    blocks.flush()
     for name, r, g in zip(["values", "momentum", "bias", "bias momentum"], ref, got):
         np.testing.assert_allclose(g, r, rtol=1e-6, atol=1e-7, err_msg=name)
 
@@ -101,10 +100,11 @@ def test_backward_update_and_update_match_the_csr_kernels(mode, batch, threads):
 def test_flush_restores_csr_order_and_splits_cover_every_row_tile():
     row_ptr, col, values, rng = _layer(n_out=700, seed=2)
     buf = rng.normal(size=values.size).astype(F)
-    blocks = CB.ColumnBlocks(row_ptr, col, values, buf, 3 * CB.BLOCK_COLS + 5, threads=3)
+    v, b = values.copy(), buf.copy()
+    blocks = CB.ColumnBlocks(row_ptr, col, v, b, 3 * CB.BLOCK_COLS + 5, threads=3)
     assert blocks.n_rt > 3 and blocks.R < 700
-    v, b = np.zeros_like(values), np.zeros_like(buf)
-    blocks.flush(v, b)
+    v[:], b[:] = 0, 0
+    blocks.flush()
     np.testing.assert_array_equal(v, values)
     np.testing.assert_array_equal(b, buf)
     for threads in (1, 2, 3, 8):

@@ -101,8 +101,18 @@ def _move(row_ptr, col_idx, values, buf, tile_start, n_cb, R, key, t_val, t_buf,
                         buf[k] = t_buf[p]
 
 
+def _balanced(ends, threads: int) -> np.ndarray:
+    """Boundaries cutting the units whose cumulative weight counts are ``ends`` into ``threads``
+    ranges of about equal weight counts (``threads + 1`` indices from 0 to ``ends.size``)."""
+    n = ends.shape[0]
+    targets = ends[-1] * np.arange(1, threads) // threads
+    inner = np.searchsorted(ends, targets, side="left") + 1
+    return np.maximum.accumulate(np.minimum(np.concatenate([[0], inner, [n]]), n)).astype(np.int64)
+
+
 class ColumnBlocks:
-    """The tiles of one layer (see the module doc); ``values``/``momentum``: the live copies."""
+    """The tiles of one layer (see the module doc); ``values``/``momentum``: the live copies of
+    the CSR-ordered arrays it was built from, which :meth:`flush` writes back into."""
 
     def __init__(self, row_ptr, col_idx, values, momentum, n_in: int, threads: int):
         n_out = row_ptr.shape[0] - 1
@@ -117,7 +127,7 @@ class ColumnBlocks:
         self.key = np.empty(nnz, dtype=np.uint32)
         self.values = np.empty(nnz, dtype=values.dtype)
         self.momentum = np.empty(momentum.shape[0], dtype=values.dtype)
-        self._row_ptr, self._col_idx = row_ptr, col_idx
+        self._csr = (row_ptr, col_idx, values, momentum)
         _move(row_ptr, col_idx, values, momentum, self.tile_start, self.n_cb, self.R, self.key, self.values,
               self.momentum, True)
         self._splits = {}
@@ -126,39 +136,32 @@ class ColumnBlocks:
         """Row-tile boundaries of ``threads`` nnz-balanced ranges."""
         s = self._splits.get(threads)
         if s is None:
-            ends = self.tile_start[self.n_cb :: self.n_cb]  # end of each row tile
-            targets = ends[-1] * np.arange(1, threads) // threads
-            inner = np.searchsorted(ends, targets, side="left") + 1
-            s = np.minimum(np.concatenate([[0], inner, [self.n_rt]]), self.n_rt)
-            s = self._splits[threads] = np.maximum.accumulate(s).astype(np.int64)
+            s = self._splits[threads] = _balanced(self.tile_start[self.n_cb :: self.n_cb], threads)
         return s
-
-    def flush(self, values, momentum) -> None:
-        """Write the live values (and momentum) back into the layer's CSR-ordered arrays."""
-        _move(self._row_ptr, self._col_idx, values, momentum, self.tile_start, self.n_cb, self.R, self.key,
-              self.values, self.momentum, False)
-
-    # ------------------------------------------------------------------ steps
-    def forward(self, bias, xt, zt, at, slope, act, threads):
-        forward(self.tile_start, self.key, self.values, bias, xt, zt, at, slope, act, self.n_cb, self.R,
-                self.split(threads))
 
     def block_split(self, threads: int) -> np.ndarray:
         """Column-block boundaries of ``threads`` nnz-balanced ranges."""
         key = ("blocks", threads)
         s = self._splits.get(key)
         if s is None:
-            sizes = np.diff(self.tile_start).reshape(self.n_rt, self.n_cb).sum(axis=0)
-            ends = np.cumsum(sizes)
-            targets = ends[-1] * np.arange(1, threads) // threads
-            inner = np.searchsorted(ends, targets, side="left") + 1
-            s = np.minimum(np.concatenate([[0], inner, [self.n_cb]]), self.n_cb)
-            s = self._splits[key] = np.maximum.accumulate(s).astype(np.int64)
+            per_block = np.diff(self.tile_start).reshape(self.n_rt, self.n_cb).sum(axis=0)
+            s = self._splits[key] = _balanced(np.cumsum(per_block), threads)
         return s
 
+    def flush(self) -> None:
+        """Write the live values (and momentum) back into the CSR-ordered arrays built from."""
+        row_ptr, col_idx, values, momentum = self._csr
+        _move(row_ptr, col_idx, values, momentum, self.tile_start, self.n_cb, self.R, self.key, self.values,
+              self.momentum, False)
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, bias, xt, zt, at, slope, act, threads):
+        forward(self.tile_start, self.key, self.values, bias, xt, zt, at, slope, act, self.n_cb, self.R,
+                self.split(threads))
+
     def backward_update(self, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode, threads):
-        backward_update(self.tile_start, self.key, self.values, self.momentum, bias, bbuf, xg, gt, zprev,
-                                  slope, lr, mom, wd, mode, bmode, self.n_cb, self.R, self.block_split(threads))
+        backward_update(self.tile_start, self.key, self.values, self.momentum, bias, bbuf, xg, gt, zprev, slope, lr,
+                        mom, wd, mode, bmode, self.n_cb, self.R, self.block_split(threads))
 
     def update(self, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode, threads):
         update(self.tile_start, self.key, self.values, self.momentum, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode,

@@ -159,7 +159,6 @@ class FusedStep:
         # tiled copies (see column_blocks), by layer: live between a step that builds them and flush()
         self.tiled = os.environ.get(TILES_ENV_VAR, "1") != "0"
         self._blocks: list = [None] * len(layers)
-        self._block_momentum: list = [None] * len(layers)
         self._momentum: dict[int, tuple] = {}  # id(param) -> (tensor, array)
         for layer in layers:  # stale gradients of an earlier autograd step only hold memory
             layer.values.grad = None
@@ -177,8 +176,8 @@ class FusedStep:
         when none is live); from here the tensors are the state again."""
         for i, blocks in enumerate(self._blocks):
             if blocks is not None:
-                blocks.flush(self.views[i].values, self._block_momentum[i])
-                self._blocks[i] = self._block_momentum[i] = None
+                blocks.flush()
+                self._blocks[i] = None
 
     def _sync(self) -> bool:
         """Refresh views after a topology change; False if the model no longer fits this path."""
@@ -236,9 +235,8 @@ class FusedStep:
             return self._blocks
         for i, v in enumerate(self.views):
             if self._blocks[i] is None and column_blocks.wanted(v.n_out, v.n_in, v.nnz):
-                vb = states[i][0]
-                self._blocks[i] = column_blocks.ColumnBlocks(v.row_ptr, v.col_idx, v.values, vb, v.n_in, threads)
-                self._block_momentum[i] = vb
+                self._blocks[i] = column_blocks.ColumnBlocks(v.row_ptr, v.col_idx, v.values, states[i][0], v.n_in,
+                                                             threads)
         return self._blocks
 
     # ------------------------------------------------------------------ step
