@@ -120,6 +120,41 @@ def test_schedule_and_registry():
         SET(zeta=1.5)
 
 
+def test_auto_interval_is_rigls_100_steps_or_one_epoch():
+    s = Schedule(0.3, every="auto")
+    assert s.interval == 100  # unresolved (a plain-PyTorch loop): RigL's ΔT
+    s.fit_to(500)
+    assert s.due(0, 100, False) and not s.due(0, 150, False)
+    s.fit_to(7)  # once per epoch, halfway through (step 3 of 7), from the second epoch on
+    assert [t for t in range(1, 29) if s.due(t // 7, t, False)] == [10, 17, 24]
+    with pytest.raises(ValueError, match="'auto'"):
+        Schedule(0.3, every="often")
+
+
+@pytest.mark.parametrize("every, expected", [("auto", 9), (100, 0), (3, 10)])
+def test_rigl_default_updates_on_small_tables(every, expected):
+    """Hepatitis-sized fit (90 rows, batch 32: 3 steps per epoch, 10 epochs): RigL's default
+    updates once per epoch; a fixed 100-step interval never fires, leaving a static network."""
+    from dualsparse import SparseMLPClassifier
+    from dualsparse.train.callbacks import Callback
+
+    class Count(Callback):
+        on_batch_end_reads_model = False
+        n = 0
+
+        def on_topology_update(self, est, epoch, info):
+            self.n += 1
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(90, 12)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    count = Count()
+    options = None if every == "auto" else {"every": every}
+    SparseMLPClassifier(algorithm="rigl", algorithm_options=options, hidden_layer_sizes=(32,), sparsity=0.8, max_epochs=10,
+                        random_state=0, callbacks=[count]).fit(X, y)
+    assert count.n == expected
+
+
 def test_same_seed_same_evolution():
     outs = []
     for _ in range(2):

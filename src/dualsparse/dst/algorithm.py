@@ -71,7 +71,8 @@ class TopologyAlgorithm:
     def set_targets(self, targets: list[float], horizon: int | None = None, steps_per_epoch: int | None = None) -> None:
         """Told by the estimator before training: the per-layer target densities, the number of
         epochs it plans (``max_epochs``) and of steps per epoch, for schedules whose end defaults
-        to a share of the training."""
+        to a share of the training or whose interval is ``"auto"``. Subclasses call it."""
+        self.schedule.fit_to(steps_per_epoch)
 
     @torch.no_grad()
     def update(self, model, optimizer=None, epoch: int = 0, step: int = 0, rng=None, context=None) -> list[dict]:
@@ -195,7 +196,7 @@ class RigL(TopologyAlgorithm):
     name = "rigl"
     display_name = "RigL MLP"
 
-    def __init__(self, zeta: float = 0.3, every=100, end: int | None = None, grow_init: str = "zero"):
+    def __init__(self, zeta: float = 0.3, every="auto", end: int | None = None, grow_init: str = "zero"):
         super().__init__(MagnitudeDrop(), GradientGrow(), Schedule(zeta, every, "cosine" if end else "constant", end), grow_init)
 
 

@@ -35,6 +35,7 @@ class DensityTargets:
         self._steps_per_epoch = None
 
     def set_targets(self, targets, horizon=None, steps_per_epoch=None) -> None:
+        super().set_targets(targets, horizon, steps_per_epoch)
         self._targets = [float(d) for d in targets]
         self._horizon = horizon
         self._steps_per_epoch = steps_per_epoch

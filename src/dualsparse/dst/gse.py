@@ -128,10 +128,10 @@ class GSE(TopologyAlgorithm):
     name = "gse"
     display_name = "GSE MLP (gradient-sampled growth)"
 
-    def __init__(self, zeta: float = 0.3, every=100, end: int | None = None, subset_fraction: float = 1.0,
+    def __init__(self, zeta: float = 0.3, every="auto", end: int | None = None, subset_fraction: float = 1.0,
                  grow_init: str = "zero"):
         if every == "epoch":
-            raise ValueError("gse grows by gradient, so it updates every N optimiser steps (every=100, say), where "
+            raise ValueError("gse grows by gradient, so it updates every N optimiser steps (every=100, say, or 'auto'), where "
                              "the training loop captures the batch it needs; every='epoch' captures none")
         super().__init__(MagnitudeDrop(), SampledGradientGrow(subset_fraction),
                          Schedule(zeta, every, "cosine" if end else "constant", end), grow_init)

@@ -136,6 +136,7 @@ class SNFS(ResizingAlgorithm):
         self._horizon = self._steps_per_epoch = None
 
     def set_targets(self, targets, horizon=None, steps_per_epoch=None) -> None:
+        super().set_targets(targets, horizon, steps_per_epoch)
         self._horizon, self._steps_per_epoch = horizon, steps_per_epoch
 
     def due(self, epoch: int, step: int, end_of_epoch: bool) -> bool:

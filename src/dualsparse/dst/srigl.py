@@ -50,10 +50,10 @@ class SRigL(TopologyAlgorithm):
     name = "srigl"
     display_name = "SRigL MLP (constant fan-in)"
 
-    def __init__(self, zeta: float = 0.3, every=100, end: int | None = None, gamma_sal: float = 0.3,
+    def __init__(self, zeta: float = 0.3, every="auto", end: int | None = None, gamma_sal: float = 0.3,
                  grow_init: str = "zero"):
         if every == "epoch":
-            raise ValueError("srigl grows by gradient, so it updates every N optimiser steps (every=100, say), where "
+            raise ValueError("srigl grows by gradient, so it updates every N optimiser steps (every=100, say, or 'auto'), where "
                              "the training loop captures the batch it needs; every='epoch' captures none")
         gamma_sal = float(gamma_sal)
         if not 0.0 <= gamma_sal <= 1.0:
