@@ -5,7 +5,7 @@ Named sets: scikit-learn's bundled ``breast_cancer``, ``wine``, ``digits``, ``ir
 genuinely missing values, hiva), read from the local cache once ``dualsparse data fetch NAME`` has
 put them there (never downloaded here: an uncached one is an error giving that command);
 ``penguins`` (palmerpenguins: real missing values); ``coil20``
-(COIL-20 images: ``COIL20.mat`` in ``$DUALSPARSE_DATA_DIR`` if set, else in
+(COIL-20 images: ``COIL20.mat`` in the data cache folder, ``$DUALSPARSE_DATA``, else in
 ``../shared/data`` beside the repository); ``synthetic`` (see
 :func:`make_sparse_classification`). Files: CSV/TSV, Parquet, LibSVM/svmlight, MATLAB ``.mat``,
 NumPy ``.npz``, chosen by extension or ``format=``.
@@ -32,7 +32,6 @@ Conventions a user must know:
 from __future__ import annotations
 
 import inspect
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +51,7 @@ from .synthetic import make_sparse_classification
 TASKS = ("classification", "regression")
 MAX_CLASSES = 100  # auto task: more distinct whole-number labels than this means regression
 
-# where `coil20` is looked for: $DUALSPARSE_DATA_DIR, then shared/data beside or inside the repo
+# where `coil20` is looked for: the cache folder ($DUALSPARSE_DATA), then shared/data beside or inside the repo
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -183,9 +182,8 @@ def _load_penguins(*, target: str = "species", task: str = "auto", categorical: 
 
 
 def _coil20_candidates() -> list[Path]:
-    dirs = [os.environ.get("DUALSPARSE_DATA_DIR")]
-    dirs += [_REPO_ROOT.parent / "shared" / "data", _REPO_ROOT / "shared" / "data"]
-    return [Path(d) / "COIL20.mat" for d in dirs if d]
+    dirs = [cache.cache_dir(), _REPO_ROOT.parent / "shared" / "data", _REPO_ROOT / "shared" / "data"]
+    return [Path(d) / "COIL20.mat" for d in dirs]
 
 
 def _load_coil20():
@@ -200,7 +198,8 @@ def _load_coil20():
             return data
     raise FileNotFoundError(
         f"COIL20.mat not found (looked at {[str(p) for p in _coil20_candidates()]}); put it in "
-        "shared/data beside the repository, set DUALSPARSE_DATA_DIR to its folder, or pass "
+        f"the data cache folder ({cache.cache_dir()}; set {cache.ENV} to move it) or in shared/data beside "
+        "the repository, or pass "
         "its path: load_dataset('/path/to/COIL20.mat')"
     )
 
