@@ -372,3 +372,28 @@ def test_unscaled_features_warn_once_per_fit_and_scaled_ones_do_not():
         SparseMLPClassifier(max_epochs=1, random_state=0).fit(StandardScaler().fit_transform(X), y)
         SparseMLPClassifier(max_epochs=1, random_state=0).fit(Xd, yd)  # pixels 0-16: std <= 6.5
         SparseMLPClassifier(max_epochs=1, random_state=0).fit(sp.csr_matrix(X), y)  # zeros mean absent
+
+
+def test_a_fit_that_runs_out_of_epochs_while_improving_warns_as_scikit_learn_does():
+    """The training-loss rule of sklearn's MLP: still improving by more than tol within the last
+    n_iter_no_change epochs when max_epochs runs out -> ConvergenceWarning; plateaued -> none."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    est = SparseMLPClassifier(n_iter_no_change=3, tol=0.01)
+    est.early_stopping = False
+    falling = [{"loss": 1.0 - 0.05 * i} for i in range(10)]
+    flat = [{"loss": 1.0 - 0.05 * i} for i in range(6)] + [{"loss": 0.75 - 0.001 * i} for i in range(4)]
+    with pytest.warns(ConvergenceWarning, match=r"max_epochs=100.*raise max_epochs"):
+        est._warn_if_not_converged(falling)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est._warn_if_not_converged(flat)  # 4 epochs without a 0.01 gain > n_iter_no_change = 3
+
+    X, y = load_wine(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    with pytest.warns(ConvergenceWarning, match="training loss"):  # 84 + 76 weights learn slowly
+        SparseMLPClassifier(sparsity=0.9, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        SparseMLPClassifier(early_stopping=True, random_state=0).fit(X, y)  # stopped by the rule
+        SparseMLPClassifier(random_state=0).partial_fit(X, y, classes=np.unique(y))  # one epoch asked

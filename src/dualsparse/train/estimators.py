@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import DataConversionWarning
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -334,6 +334,9 @@ class _BaseSparseMLP(BaseEstimator):
                     stall += 1
                     if stall >= self.n_iter_no_change:
                         break
+        else:
+            if epochs > 1:  # a fit, not a partial_fit epoch
+                self._warn_if_not_converged(self.history_[-epochs:])
         if best_state is not None:
             self._restore_structure(best_state)
             self.module_.load_state_dict(best_state)
@@ -341,6 +344,32 @@ class _BaseSparseMLP(BaseEstimator):
                 if hasattr(layer, "_csc_cache"):
                     layer._csc_cache = None
             self.best_validation_score_ = best_score
+
+    def _warn_if_not_converged(self, logs: list[dict]) -> None:
+        """scikit-learn's MLP rule, as its users expect: a fit that used every one of its epochs
+        while still improving warns (``ConvergenceWarning``) instead of looking finished. Still
+        improving: with early stopping, the validation score had not stalled; without, the training
+        loss fell by more than ``tol`` below its best within the last ``n_iter_no_change`` epochs.
+        Why: a small sparse network learns slower per epoch (wine, 13-100-3 at sparsity 0.9: 0.90
+        training accuracy after the default 100 epochs, 0.99 after 400), and nothing said so."""
+        if self.early_stopping and self.validation_index_.size:
+            still = True  # the loop ended without n_iter_no_change stalled epochs
+        else:
+            best, stalled = np.inf, 0
+            for entry in logs:
+                loss = entry["loss"]
+                stalled = stalled + 1 if loss > best - self.tol else 0
+                best = min(best, loss)
+            still = stalled <= self.n_iter_no_change
+        if still:
+            warnings.warn(
+                f"{type(self).__name__} used all max_epochs={self.max_epochs} epochs and was still improving "
+                f"(the {'validation score' if self.early_stopping else 'training loss'} had improved by more than "
+                f"tol={self.tol:g} within the last n_iter_no_change={self.n_iter_no_change} epochs); raise "
+                f"max_epochs (or learning_rate) for a converged fit",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
 
     def _restore_structure(self, state: dict) -> None:
         """Give each sparse layer the connections it had in ``state`` (early stopping's best
