@@ -11,6 +11,7 @@ from torch import nn
 from ..sparse import SparseLinear
 from ..sparse.density import layer_densities
 from ..utils import derive_seed
+from .dropout import Dropout
 
 
 class AllReLU(nn.Module):
@@ -83,7 +84,7 @@ def build_mlp(
         if index < len(shapes) - 1:
             layers.append(ACTIVATIONS[activation](index + 1))
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
     return nn.Sequential(*layers)
 
 
