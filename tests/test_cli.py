@@ -145,7 +145,7 @@ def test_demo_still_works(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["algorithm", "accuracy", "train", "GFLOPs", "dense", "GFLOPs", "ratio"]
     assert [line.split()[0] for line in out.splitlines()[1:4]] == ["set", "static", "dense"]
-    assert out.splitlines()[4] == "(each trained for the same 1 epochs, not to convergence; --epochs changes it)"
+    assert out.splitlines()[4] == "(each trained for the same 1 epoch, not to convergence; --epochs changes it)"
 
 
 def _cli(*argv):

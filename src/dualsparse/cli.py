@@ -42,7 +42,7 @@ def _demo(args) -> int:
         f = est.flops_
         print(f"{algorithm:<10}{est.score(X_te, y_te):>10.4f}{f['train'] / 1e9:>14.3f}{f['train_dense'] / 1e9:>14.3f}"
               f"{f['train_ratio']:>8.3f}")
-    print(f"(each trained for the same {args.epochs} epochs, not to convergence; --epochs changes it)")
+    print(f"(each trained for the same {args.epochs} epoch{'s' if args.epochs != 1 else ''}, not to convergence; --epochs changes it)")
     return EXIT_OK
 
 
