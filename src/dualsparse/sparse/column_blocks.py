@@ -36,7 +36,7 @@ import numba as nb
 import numpy as np
 
 from .kernels import _JIT, _JIT_EXACT, _ftz_off, _ftz_on
-from .step_kernels import FIRST_STEP, MOMENTUM, _as, _bias_rows, _u
+from .step_kernels import FIRST_STEP, MOMENTUM, _as, _bias_rows, _step_first, _step_momentum, _step_plain, _u
 
 #: columns per block: 16-bit local indices, and one block's activations (65,536 inputs x 2 batch
 #: x [value | gradient] x 4 bytes = 1 MB) fit in a core's L2 beside the streamed weights
@@ -217,26 +217,8 @@ def forward(tile_start, key, val, bias, xt, zt, at, slope, act, n_cb, R, split):
 
 
 # ---------------------------------------------------------------------------- backward + update
-@nb.njit(inline="always", **_JIT)
-def _step_momentum(val, buf, k, w, d, lr, mom):
-    b = mom * buf[k] + d
-    buf[k] = b
-    val[k] = w - lr * b
-
-
-@nb.njit(inline="always", **_JIT)
-def _step_first(val, buf, k, w, d, lr, mom):
-    buf[k] = d
-    val[k] = w - lr * d
-
-
-@nb.njit(inline="always", **_JIT)
-def _step_plain(val, buf, k, w, d, lr, mom):
-    val[k] = w - lr * d
-
-
 def _weights_loop(step):
-    """The loop over a tile's weights with ``step`` (one of the SGD updates above) compiled in: a
+    """The loop over a tile's weights with ``step`` (one of step_kernels' SGD updates) compiled in: a
     closure per update, so no branch on the momentum mode runs per weight (Numba caches each)."""
 
     @nb.njit(**_JIT)

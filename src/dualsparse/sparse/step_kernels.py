@@ -105,17 +105,33 @@ def _row_split(row_ptr, t, nt):
     return _lower_bound(row_ptr, 0, n, row_ptr[n] * t // nt)
 
 
+# torch.optim.SGD's update of one value, per momentum mode (d: gradient plus weight decay)
+@nb.njit(inline="always", **_JIT)
+def _step_momentum(values, buf, k, w, d, lr, mom):
+    b = mom * buf[k] + d
+    buf[k] = b
+    values[k] = w - lr * b
+
+
+@nb.njit(inline="always", **_JIT)
+def _step_first(values, buf, k, w, d, lr, mom):
+    buf[k] = d
+    values[k] = w - lr * d
+
+
+@nb.njit(inline="always", **_JIT)
+def _step_plain(values, buf, k, w, d, lr, mom):
+    values[k] = w - lr * d
+
+
 @nb.njit(**_JIT)
 def _sgd(values, buf, k, w, d, lr, mom, mode):
     if mode == MOMENTUM:
-        b = mom * buf[k] + d
-        buf[k] = b
-        values[k] = w - lr * b
+        _step_momentum(values, buf, k, w, d, lr, mom)
     elif mode == FIRST_STEP:
-        buf[k] = d
-        values[k] = w - lr * d
+        _step_first(values, buf, k, w, d, lr, mom)
     else:
-        values[k] = w - lr * d
+        _step_plain(values, buf, k, w, d, lr, mom)
 
 
 # ---------------------------------------------------------------------------- forward
