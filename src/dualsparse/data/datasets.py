@@ -183,7 +183,7 @@ def _load_penguins(*, target: str = "species", task: str = "auto", categorical: 
 
 def _coil20_candidates() -> list[Path]:
     dirs = [cache.cache_dir(), _REPO_ROOT.parent / "shared" / "data", _REPO_ROOT / "shared" / "data"]
-    return [Path(d) / "COIL20.mat" for d in dirs]
+    return [d / "COIL20.mat" for d in dirs]
 
 
 def _load_coil20():

@@ -9,8 +9,9 @@ product together: at 4.5 % of the dense FLOPs, the random numbers cost more than
 ``1 / (1 - p)``, identity in eval mode) and its reproducibility: each call draws one 63-bit seed
 from torch's generator (so ``torch.manual_seed`` and the estimators' seeding govern it), and the
 mask element ``i`` is a function of ``(seed, i)`` alone (SplitMix64 of a counter, the top 32 bits
-compared with ``p * 2**32``): the same mask on any number of threads. The mask is a float32 tensor
-of 0 and ``1 / (1 - p)``, so forward and backward are one multiplication each, left to autograd.
+compared with ``p * 2**32``): the same mask on any number of threads. The mask is a tensor of 0 and
+``1 / (1 - p)`` in the input's dtype, so forward and backward are one multiplication each, left to
+autograd.
 Off the CPU, or for dtypes other than float32 / float64, it is ``nn.Dropout``.
 """
 
