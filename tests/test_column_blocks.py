@@ -60,6 +60,46 @@ def test_forward_of_tiles_holding_one_row():
     np.testing.assert_array_equal(z1, z0)
 
 
+def test_tiles_taller_than_sixteen_bits_of_rows():
+    """A key holds 32 - BLOCK_SHIFT bits of row: a tile of more than 65,536 rows (one thread on a
+    layer of 300,000 outputs) still finds every row, forward and backward."""
+    n_out, n_in = 300_000, 2 * CB.BLOCK_COLS + 1
+    rows = np.array([0, 65_535, 65_536, 70_001, 131_072, 200_000, n_out - 1])
+    row_ptr = np.zeros(n_out + 1, dtype=np.int64)
+    row_ptr[rows + 1] = 2
+    row_ptr = np.cumsum(row_ptr)
+    rng = np.random.default_rng(4)
+    col = np.concatenate([np.sort(rng.choice(n_in, 2, replace=False)) for _ in rows]).astype(np.uint32)
+    values = rng.normal(size=col.size).astype(F)
+    blocks = CB.ColumnBlocks(row_ptr, col, values, np.empty(0, F), n_in, 1)
+    assert blocks.R > 1 << 16
+    x = rng.normal(size=(n_in, 2)).astype(F)
+    bias = np.zeros(n_out, F)
+    z, a = np.empty((n_out, 2), F), np.empty((n_out, 2), F)
+    blocks.forward(bias, x, z, a, F(0), False, 1)
+    want = np.zeros((n_out, 2), F)
+    for i in rows:
+        ks = slice(row_ptr[i], row_ptr[i + 1])
+        want[i] = values[ks] @ x[col[ks]]
+    np.testing.assert_allclose(z, want, rtol=1e-6)
+    # backward: the input gradient W.T g, and SGD without momentum
+    gt = rng.normal(size=(n_out, 2)).astype(F)
+    xg = np.concatenate([x, np.zeros_like(x)], axis=1)
+    got = values.copy()
+    blocks = CB.ColumnBlocks(row_ptr, col, got, np.empty(0, F), n_in, 1)
+    blocks.backward_update(np.empty(0, F), np.empty(0, F), xg, gt, np.ones_like(x), F(1), F(0.1), F(0), F(0),
+                           K.NO_MOMENTUM, K.NO_MOMENTUM, 1)
+    blocks.flush()
+    grad_in = np.zeros((n_in, 2), F)
+    step = np.empty_like(values)
+    for i in rows:
+        for k in range(row_ptr[i], row_ptr[i + 1]):
+            grad_in[col[k]] += values[k] * gt[i]
+            step[k] = gt[i] @ x[col[k]]
+    np.testing.assert_allclose(xg[:, 2:], grad_in, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got, values - F(0.1) * step, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("mode", [K.NO_MOMENTUM, K.FIRST_STEP, K.MOMENTUM])
 @pytest.mark.parametrize("batch", [1, 2, 3])
 @pytest.mark.parametrize("threads", [1, 2])
@@ -115,9 +155,10 @@ def test_flush_restores_csr_order_and_splits_cover_every_row_tile():
 
 
 def test_only_wide_sparse_layers_are_tiled():
-    wide = CB.BLOCK_COLS + 1
+    wide = CB.TILED_ABOVE + 1
     assert CB.wanted(600_000, 600_000, 24_000_000)
-    assert not CB.wanted(600_000, CB.BLOCK_COLS, 10_000)  # one block: the CSR kernels' gathers fit already
+    assert CB.wanted(600_000, wide, 10_000)
+    assert not CB.wanted(600_000, CB.TILED_ABOVE, 10_000)  # the CSR kernels' gathers fit L2 already
     assert not CB.wanted(5, wide, 5 * wide)  # dense: rows stream their inputs
 
 
@@ -144,7 +185,7 @@ def _wide_fit(tiles, monkeypatch, algorithm="set", callbacks=None):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(26, 12)).astype(F)
     y = (X[:, 0] > 0).astype(int)
-    est = SparseMLPClassifier(hidden_layer_sizes=(CB.BLOCK_COLS + 4000, 300), sparsity=0.9995, algorithm=algorithm,
+    est = SparseMLPClassifier(hidden_layer_sizes=(CB.TILED_ABOVE + 4000, 300), sparsity=0.9995, algorithm=algorithm,
                               optimizer="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4, batch_size=2,
                               max_epochs=3, random_state=0, callbacks=callbacks)
     return est.fit(X, y)
@@ -164,7 +205,7 @@ def test_fits_with_tiles_equal_fits_without(monkeypatch, per_step, reading_callb
     monkeypatch.setattr(CB.ColumnBlocks, "__init__", counting)
     cb_t, cb_c = ReadsValues(), ReadsValues()
     tiled = _wide_fit(True, monkeypatch, callbacks=[cb_t] if reading_callback else None)
-    assert built and set(built) == {CB.BLOCK_COLS + 4000}  # the 300-unit layer's inputs are tiled
+    assert built and set(built) == {CB.TILED_ABOVE + 4000}  # the 300-unit layer's inputs are tiled
     csr = _wide_fit(False, monkeypatch, callbacks=[cb_c] if reading_callback else None)
     # a callback that reads the model sees the tiled copy's state, written back before it runs
     np.testing.assert_allclose(cb_t.sums, cb_c.sums, rtol=1e-5)

@@ -7,17 +7,25 @@ a write-back: measured on one 600,000 x 600,000 layer (24 M weights, 1 thread), 
 forward and 6.3 backward, against 1.4 and 2.5 when the same number of weights reads only 65,536
 inputs (a 1 MB array that fits in L2).
 
-:class:`ColumnBlocks` therefore re-stores a layer whose inputs exceed :data:`BLOCK_COLS` in tiles
-of at most 65,536 rows x :data:`BLOCK_COLS` columns, ordered (row tile, column block), and within
-a tile by (row, column); each weight's position in its tile is one 32-bit key (16 bits of row,
-16 of column), in place of CSR's 32-bit column index. The kernels walk a row tile's column blocks
-in turn, so what they touch at any time is one block of activations (1 MB) and one tile of outputs
-— and one flat loop per tile, with no per-row bookkeeping: a CSR row has ~4 weights in each of
-10 blocks, and looping over those short segments (tried first) cost more than the cache saved
-(forward 4.2 -> 5.3 ns per weight, backward 6.3 -> 5.0). The flat tiles: forward 4.5 -> 2.2,
-backward with update 6.3 -> 3.2 ns per weight (same layer, 1 thread). Keeping each row's sums in
-registers while its weights last (two halves of a tile side by side) was slower again (forward
-2.6 -> 3.5 ns, 2 threads): a row ends every ~4 weights, and that branch mispredicts.
+:class:`ColumnBlocks` therefore re-stores a layer whose inputs exceed :data:`TILED_ABOVE` in tiles
+of :data:`BLOCK_COLS` (8,192) columns x up to :data:`ROW_TILE` rows, ordered (row tile, column
+block), and within a tile by (row, column); each weight's position in its tile is one 32-bit key
+(row << :data:`BLOCK_SHIFT` | column), in place of CSR's 32-bit column index. The kernels walk a row tile's column
+blocks in turn, so what they touch at any time is one block of activations (8,192 inputs: 64 KB
+forward, 128 KB with the gradients backward) and one tile of outputs — and one flat loop per tile,
+with no per-row bookkeeping: a CSR row has well under one weight per block, and looping over per-row
+segments (tried first, with 65,536-column blocks) cost more than the cache saved (forward 4.2 -> 5.3 ns
+per weight, backward 6.3 -> 5.0). The flat tiles of 65,536 columns: forward 4.5 -> 2.2, backward with
+update 6.3 -> 3.2 ns per weight (same layer, 1 thread). Keeping each row's sums in registers while its
+weights last (two halves of a tile side by side) was slower again (forward 2.6 -> 3.5 ns, 2 threads): a
+row ends every ~4 weights, and that branch mispredicts.
+
+Narrower blocks paid once the rows per tile were kept (an earlier try packed row << S, so narrower
+blocks made taller tiles whose outputs left L2, and found 2^16 best): on one 600,000 x 600,000 layer
+(2 threads, 3 interleaved repetitions, ns per weight forward / backward) 2^16 columns: 1.8-2.2 /
+2.9-4.4, 2^14: 1.4-2.1 / 2.5-3.1, 2^13: 1.4-2.0 / 2.5-3.2, 2^12: 1.1-1.7 / 2.3-2.6; end to end at
+SET's H = 600,000, 2^13 trains 1.30x faster than 2^16 (two interleaved pairs), and 2^12 was not faster
+than 2^13 in a pair (25.9 vs 24.9 s per epoch).
 
 Within a row the weights keep CSR order and every output accumulates in place in that order, so
 the forward gives exactly the CSR kernels' numbers; in the backward each thread owns whole column
@@ -38,14 +46,16 @@ import numpy as np
 from .kernels import _JIT, _JIT_EXACT, _ftz_off, _ftz_on
 from .step_kernels import FIRST_STEP, MOMENTUM, _as, _bias_rows, _step_first, _step_momentum, _step_plain, _u
 
-#: columns per block: 16-bit local indices, and one block's activations (65,536 inputs x 2 batch
-#: x [value | gradient] x 4 bytes = 1 MB) fit in a core's L2 beside the streamed weights
-BLOCK_SHIFT = 16
+#: columns per block: one block's activations (8,192 inputs x 2 batch x [value | gradient] x 4 bytes =
+#: 128 KB) stay in L2 with room to spare beside the tile's outputs and the streamed weights
+BLOCK_SHIFT = 13
 BLOCK_COLS = 1 << BLOCK_SHIFT
-#: rows per tile, at most (16-bit local row in the key)
-ROW_TILE = 1 << 16
-_LOW = np.uint32(0xFFFF)
-_SHIFT32 = np.uint32(16)
+#: a layer with more inputs than this is tiled (its gathers no longer fit a core's L2)
+TILED_ABOVE = 1 << 16
+#: rows per tile, at most (the key's upper 32 - BLOCK_SHIFT bits)
+ROW_TILE = 1 << (32 - BLOCK_SHIFT)
+_COL = np.uint32(BLOCK_COLS - 1)
+_SHIFT32 = np.uint32(BLOCK_SHIFT)
 
 
 #: stored fraction above which a layer's rows read most cache lines of their inputs anyway (four
@@ -58,7 +68,7 @@ def wanted(n_out: int, n_in: int, nnz: int) -> bool:
 
     (SET's 600,000 -> 5 output layer is dense: its rows stream their inputs, and as one row tile
     it would run on one thread.)"""
-    return n_in > BLOCK_COLS and nnz < MAX_DENSITY * n_out * n_in
+    return n_in > TILED_ABOVE and nnz < MAX_DENSITY * n_out * n_in
 
 
 # ---------------------------------------------------------------------------- build / flush
@@ -91,7 +101,7 @@ def _move(row_ptr, col_idx, values, buf, tile_start, n_cb, R, key, t_val, t_buf,
                 p = cursor[c]
                 cursor[c] = p + 1
                 if inward:
-                    key[p] = r | (np.uint32(j) & _LOW)
+                    key[p] = r | (np.uint32(j) & _COL)
                     t_val[p] = values[k]
                     if has_buf:
                         t_buf[p] = buf[k]
@@ -188,7 +198,7 @@ def _forward_tiles(tile_start, key, val, bias, xt, zt, at, slope, act, n_cb, R, 
                 for k in range(_u(tile_start[t]), _u(tile_start[t + 1])):
                     q = key[k]
                     r = q >> _SHIFT32
-                    j = q & _LOW
+                    j = q & _COL
                     w = val[k]
                     z[r, 0] += w * x[j, 0]
                     z[r, 1] += w * x[j, 1]
@@ -196,7 +206,7 @@ def _forward_tiles(tile_start, key, val, bias, xt, zt, at, slope, act, n_cb, R, 
                 for k in range(_u(tile_start[t]), _u(tile_start[t + 1])):
                     q = key[k]
                     y = z[q >> _SHIFT32]
-                    xj = x[q & _LOW]
+                    xj = x[q & _COL]
                     w = val[k]
                     for b in range(batch):
                         y[b] += w * xj[b]
@@ -228,7 +238,7 @@ def _weights_loop(step):
             for k in range(lo, hi):
                 q = key[k]
                 r = q >> _SHIFT32
-                xj = x[q & _LOW]
+                xj = x[q & _COL]
                 w = val[k]
                 g0 = g[r, 0]
                 g1 = g[r, 1]
@@ -240,7 +250,7 @@ def _weights_loop(step):
             for k in range(lo, hi):
                 q = key[k]
                 gr = g[q >> _SHIFT32]
-                xj = x[q & _LOW]
+                xj = x[q & _COL]
                 w = val[k]
                 d = _as(g, 0)
                 for b in range(batch):
