@@ -10,10 +10,10 @@ inputs (a 1 MB array that fits in L2).
 :class:`ColumnBlocks` therefore re-stores a layer whose inputs exceed :data:`TILED_ABOVE` in tiles
 of :data:`BLOCK_COLS` (8,192) columns x up to :data:`ROW_TILE` rows, ordered (row tile, column
 block), and within a tile by (row, column); each weight's position in its tile is one 32-bit key
-(row << :data:`BLOCK_SHIFT` | column), in place of CSR's 32-bit column index. The kernels walk a row tile's column
-blocks in turn, so what they touch at any time is one block of activations (8,192 inputs: 64 KB
-forward, 128 KB with the gradients backward) and one tile of outputs — and one flat loop per tile,
-with no per-row bookkeeping: a CSR row has well under one weight per block, and looping over per-row
+(row << :data:`BLOCK_SHIFT` | column), in place of CSR's 32-bit column index. The kernels walk a
+row tile's column blocks in turn, so what they touch at any time is one block of activations
+(8,192 inputs: 64 KB forward, 128 KB with the gradients backward) and one tile of outputs — and
+one flat loop per tile, with no per-row bookkeeping: a CSR row has well under one weight per block, and looping over per-row
 segments (tried first, with 65,536-column blocks) cost more than the cache saved (forward 4.2 -> 5.3 ns
 per weight, backward 6.3 -> 5.0). The flat tiles of 65,536 columns: forward 4.5 -> 2.2, backward with
 update 6.3 -> 3.2 ns per weight (same layer, 1 thread). Keeping each row's sums in registers while its
@@ -24,8 +24,8 @@ Narrower blocks paid once the rows per tile were kept (an earlier try packed row
 blocks made taller tiles whose outputs left L2, and found 2^16 best): on one 600,000 x 600,000 layer
 (2 threads, 3 interleaved repetitions, ns per weight forward / backward) 2^16 columns: 1.8-2.2 /
 2.9-4.4, 2^14: 1.4-2.1 / 2.5-3.1, 2^13: 1.4-2.0 / 2.5-3.2, 2^12: 1.1-1.7 / 2.3-2.6; end to end at
-SET's H = 600,000, 2^13 trains 1.30x faster than 2^16 (two interleaved pairs), and 2^12 was not faster
-than 2^13 in a pair (25.9 vs 24.9 s per epoch).
+SET's H = 600,000, 2^13 trains 1.30-1.35x faster than 2^16 (epochs 1.28-1.32x, two interleaved
+pairs), and 2^12 was not faster than 2^13 in a pair (25.9 vs 24.9 s per epoch).
 
 Within a row the weights keep CSR order and every output accumulates in place in that order, so
 the forward gives exactly the CSR kernels' numbers; in the backward each thread owns whole column
@@ -55,7 +55,7 @@ TILED_ABOVE = 1 << 16
 #: rows per tile, at most (the key's upper 32 - BLOCK_SHIFT bits)
 ROW_TILE = 1 << (32 - BLOCK_SHIFT)
 _COL = np.uint32(BLOCK_COLS - 1)
-_SHIFT32 = np.uint32(BLOCK_SHIFT)
+_ROW_SHIFT = np.uint32(BLOCK_SHIFT)
 
 
 #: stored fraction above which a layer's rows read most cache lines of their inputs anyway (four
@@ -94,7 +94,7 @@ def _move(row_ptr, col_idx, values, buf, tile_start, n_cb, R, key, t_val, t_buf,
     for rt in nb.prange(n_rt):
         cursor = tile_start[rt * n_cb : (rt + 1) * n_cb].copy()
         for i in range(rt * R, min(n, (rt + 1) * R)):
-            r = np.uint32(i - rt * R) << _SHIFT32
+            r = np.uint32(i - rt * R) << _ROW_SHIFT
             for k in range(_u(row_ptr[i]), _u(row_ptr[i + 1])):
                 j = col_idx[k]
                 c = j >> BLOCK_SHIFT
@@ -197,7 +197,7 @@ def _forward_tiles(tile_start, key, val, bias, xt, zt, at, slope, act, n_cb, R, 
             if batch == 2:
                 for k in range(_u(tile_start[t]), _u(tile_start[t + 1])):
                     q = key[k]
-                    r = q >> _SHIFT32
+                    r = q >> _ROW_SHIFT
                     j = q & _COL
                     w = val[k]
                     z[r, 0] += w * x[j, 0]
@@ -205,7 +205,7 @@ def _forward_tiles(tile_start, key, val, bias, xt, zt, at, slope, act, n_cb, R, 
             else:
                 for k in range(_u(tile_start[t]), _u(tile_start[t + 1])):
                     q = key[k]
-                    y = z[q >> _SHIFT32]
+                    y = z[q >> _ROW_SHIFT]
                     xj = x[q & _COL]
                     w = val[k]
                     for b in range(batch):
@@ -237,7 +237,7 @@ def _weights_loop(step):
         if batch == 2:
             for k in range(lo, hi):
                 q = key[k]
-                r = q >> _SHIFT32
+                r = q >> _ROW_SHIFT
                 xj = x[q & _COL]
                 w = val[k]
                 g0 = g[r, 0]
@@ -249,7 +249,7 @@ def _weights_loop(step):
         else:
             for k in range(lo, hi):
                 q = key[k]
-                gr = g[q >> _SHIFT32]
+                gr = g[q >> _ROW_SHIFT]
                 xj = x[q & _COL]
                 w = val[k]
                 d = _as(g, 0)
