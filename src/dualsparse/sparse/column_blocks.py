@@ -13,12 +13,13 @@ block), and within a tile by (row, column); each weight's position in its tile i
 (row << :data:`BLOCK_SHIFT` | column), in place of CSR's 32-bit column index. The kernels walk a
 row tile's column blocks in turn, so what they touch at any time is one block of activations
 (8,192 inputs: 64 KB forward, 128 KB with the gradients backward) and one tile of outputs — and
-one flat loop per tile, with no per-row bookkeeping: a CSR row has well under one weight per block, and looping over per-row
-segments (tried first, with 65,536-column blocks) cost more than the cache saved (forward 4.2 -> 5.3 ns
-per weight, backward 6.3 -> 5.0). The flat tiles of 65,536 columns: forward 4.5 -> 2.2, backward with
-update 6.3 -> 3.2 ns per weight (same layer, 1 thread). Keeping each row's sums in registers while its
-weights last (two halves of a tile side by side) was slower again (forward 2.6 -> 3.5 ns, 2 threads): a
-row ends every ~4 weights, and that branch mispredicts.
+one flat loop per tile, with no per-row bookkeeping: a CSR row has well under one weight per
+block, and looping over per-row segments (tried first, with 65,536-column blocks) cost more than
+the cache saved (forward 4.2 -> 5.3 ns per weight, backward 6.3 -> 5.0). The flat tiles of 65,536
+columns: forward 4.5 -> 2.2, backward with update 6.3 -> 3.2 ns per weight (same layer, 1 thread).
+Keeping each row's sums in registers while its weights last (two halves of a tile side by side)
+was slower again (forward 2.6 -> 3.5 ns, 2 threads): a row ends every ~4 weights, and that branch
+mispredicts.
 
 Narrower blocks paid once the rows per tile were kept (an earlier try packed row << S, so narrower
 blocks made taller tiles whose outputs left L2, and found 2^16 best): on one 600,000 x 600,000 layer
