@@ -28,14 +28,16 @@ def _layer(n_out=150, n_in=3 * CB.BLOCK_COLS + 5, per_row=12, seed=0):
     return row_ptr, col, values, rng
 
 
+@pytest.mark.parametrize("vector", [False, True])
 @pytest.mark.parametrize("batch", [1, 2, 3])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_forward_is_exactly_the_csr_forward(batch, threads):
+def test_forward_is_exactly_the_csr_forward(batch, threads, vector):
     row_ptr, col, values, rng = _layer()
     n_out, n_in = row_ptr.size - 1, 3 * CB.BLOCK_COLS + 5
     bias = rng.normal(size=n_out).astype(F)
     x = rng.normal(size=(n_in, 2 * batch)).astype(F)[:, :batch]  # strided, as between layers
     blocks = CB.ColumnBlocks(row_ptr, col, values, np.empty(0, F), n_in, threads)
+    blocks.vector = vector  # the vector intrinsics compile (as scalar code) on any CPU
     assert blocks.n_cb == 4
     z0, a0 = np.empty((n_out, batch), F), np.empty((n_out, batch), F)
     z1, a1 = np.full_like(z0, np.nan), np.full_like(a0, np.nan)
@@ -100,10 +102,11 @@ def test_tiles_taller_than_sixteen_bits_of_rows():
     np.testing.assert_allclose(got, values - F(0.1) * step, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("vector", [False, True])
 @pytest.mark.parametrize("mode", [K.NO_MOMENTUM, K.FIRST_STEP, K.MOMENTUM])
 @pytest.mark.parametrize("batch", [1, 2, 3])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_backward_update_and_update_match_the_csr_kernels(mode, batch, threads):
+def test_backward_update_and_update_match_the_csr_kernels(mode, batch, threads, vector):
     row_ptr, col, values, rng = _layer(seed=1)
     n_out, n_in = row_ptr.size - 1, 3 * CB.BLOCK_COLS + 5
     buf = rng.normal(0, 0.1, values.size).astype(F) if mode != K.NO_MOMENTUM else np.empty(0, F)
@@ -117,12 +120,13 @@ def test_backward_update_and_update_match_the_csr_kernels(mode, batch, threads):
     K.backward_update(row_ptr, col, ref[0], ref[1], ref[2], ref[3], ref[4], gt, zprev, *hyper)
     got = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy()]
     blocks = CB.ColumnBlocks(row_ptr, col, got[0], got[1], n_in, threads)
+    blocks.vector = vector
     blocks.backward_update(got[2], got[3], got[4], gt, zprev, *hyper, threads)
     blocks.flush()  # into got[0], got[1]
     # the update may contract to FMAs differently in the two kernels (a few float32 ulps)
     for name, r, g in zip(["values", "momentum", "bias", "bias momentum"], ref, got):
         np.testing.assert_allclose(g, r, rtol=1e-6, atol=1e-7, err_msg=name)
-    # each input's gradient adds the rows in ascending order, whatever the threads
+    # each input's gradient adds its rows in the tiles' (rank-major) order, not CSR's
     np.testing.assert_allclose(got[4], ref[4], rtol=1e-6, atol=1e-7)
 
     # the first layer: no input gradient
@@ -131,6 +135,7 @@ def test_backward_update_and_update_match_the_csr_kernels(mode, batch, threads):
     K.update(row_ptr, col, ref[0], ref[1], ref[2], ref[3], x, gt, *hyper[1:])
     got = [values.copy(), buf.copy(), bias.copy(), bbuf.copy()]
     blocks = CB.ColumnBlocks(row_ptr, col, got[0], got[1], n_in, threads)
+    blocks.vector = vector
     blocks.update(got[2], got[3], x, gt, *hyper[1:], threads)
     blocks.flush()
     for name, r, g in zip(["values", "momentum", "bias", "bias momentum"], ref, got):

@@ -49,6 +49,10 @@ _JIT = dict(nogil=True, cache=True, fastmath=_FAST)
 # input format (dense, densified or per-sample sparse walk all add in column order).
 _JIT_EXACT = dict(nogil=True, cache=True, fastmath={"contract"})
 
+#: momentum modes of the fused SGD updates (step_kernels, column_blocks, vector_ops): no buffer,
+#: the buffer's first step (buf = d, as torch), and buf = momentum * buf + d
+NO_MOMENTUM, FIRST_STEP, MOMENTUM = 0, 1, 2
+
 #: multiply-adds below which a kernel runs single-threaded (see :func:`run`).
 PARALLEL_MIN_WORK = 1 << 18
 #: chunks a parallel loop is cut into (static schedule; FTZ is set once per chunk).

@@ -42,7 +42,8 @@ from numba.extending import intrinsic, overload
 # the kernels module's compilation rules, flush-to-zero switch and binary search: _JIT_EXACT is
 # csr_forward's rule (outputs are bias + w_1 x_1 + w_2 x_2 + ... in CSR order, one FMA after the
 # other), so the fused forward gives the autograd forward's numbers
-from .kernels import _JIT, _JIT_EXACT, _ftz_off, _ftz_on, _lower_bound
+from .kernels import FIRST_STEP, MOMENTUM, NO_MOMENTUM, _JIT, _JIT_EXACT, _ftz_off, _ftz_on, _lower_bound
+from .vector_ops import HAS_GATHER, WIDTH, make_update_row8, pairs_ok
 
 def _as(a, v):  # pragma: no cover - replaced in compiled code
     return v
@@ -88,10 +89,6 @@ def _prefetch_row(typingctx, arr, j):
 def _u(i):
     """An index as uint64: Numba then drops the negative-index wraparound on every access (-30 %)."""
     return np.uint64(i)
-
-
-#: momentum modes
-NO_MOMENTUM, FIRST_STEP, MOMENTUM = 0, 1, 2
 
 
 @nb.njit(**_JIT)
@@ -245,6 +242,12 @@ def _bias_rows(gt, bias, bbuf, lr, mom, wd, mode, i0, i1):
 
 
 # ---------------------------------------------------------------------------- value-only update
+_WIDTH = np.uint64(WIDTH)
+_update8_momentum = make_update_row8(MOMENTUM)
+_update8_first = make_update_row8(FIRST_STEP)
+_update8_plain = make_update_row8(NO_MOMENTUM)
+
+
 @nb.njit(**_JIT)
 def _update_rows(row_ptr, col_idx, values, buf, xt, gt, lr, mom, wd, mode, i0, i1):
     batch = gt.shape[1]
@@ -255,10 +258,24 @@ def _update_rows(row_ptr, col_idx, values, buf, xt, gt, lr, mom, wd, mode, i0, i
                 w = values[k]
                 _sgd(values, buf, k, w, g0 * xt[col_idx[k], 0] + wd * w, lr, mom, mode)
     elif batch == 2:
+        vector = HAS_GATHER and pairs_ok(xt)
         for i in range(i0, i1):
             g0 = gt[i, 0]
             g1 = gt[i, 1]
-            for k in range(_u(row_ptr[i]), _u(row_ptr[i + 1])):
+            k = _u(row_ptr[i])
+            hi = _u(row_ptr[i + 1])
+            if vector:  # eight weights at a time (vector_ops), the same arithmetic
+                while k + _WIDTH <= hi:
+                    if mode == MOMENTUM:
+                        done = _update8_momentum(col_idx, values, buf, xt, g0, g1, k, lr, mom, wd)
+                    elif mode == FIRST_STEP:
+                        done = _update8_first(col_idx, values, buf, xt, g0, g1, k, lr, mom, wd)
+                    else:
+                        done = _update8_plain(col_idx, values, buf, xt, g0, g1, k, lr, mom, wd)
+                    if not done:
+                        break
+                    k += _WIDTH
+            for k in range(k, hi):
                 j = col_idx[k]
                 w = values[k]
                 _sgd(values, buf, k, w, (g0 * xt[j, 0] + g1 * xt[j, 1]) + wd * w, lr, mom, mode)
