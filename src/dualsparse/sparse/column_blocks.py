@@ -47,7 +47,7 @@ rounding.
 The copy holds the values and the momentum while the fused step trains; :meth:`ColumnBlocks.flush`
 writes them back into the layer's own tensors, which the fused step does before anything else
 reads the model (see :class:`dualsparse.train.fused_step.FusedStep`). Building and flushing each
-walk the stored weights once (and count each row tile's runs per block twice, to place the ranks).
+walk the stored weights once (and count each row's weights per block first, to place the ranks).
 """
 
 from __future__ import annotations
@@ -101,10 +101,8 @@ def _tile_starts(row_ptr, col_idx, n_cb, R, tile_start):
 
 
 @nb.njit(**_JIT)
-def _runs(row_ptr, col_idx, i0, i1, n_cb, count):
-    """Longest run of a row's weights in one block over rows [i0, i1); with ``count`` (n_cb x
-    longest), count[c, m] = rows whose block c holds more than m weights."""
-    longest = 0
+def _count_runs(row_ptr, col_idx, i0, i1, count):
+    """count[c, m] = rows of [i0, i1) whose block c holds more than m weights."""
     for i in range(i0, i1):
         prev = -1
         m = 0
@@ -112,10 +110,7 @@ def _runs(row_ptr, col_idx, i0, i1, n_cb, count):
             c = col_idx[k] >> BLOCK_SHIFT
             m = m + 1 if c == prev else 0
             prev = c
-            if count.shape[0] > 0:
-                count[c, m] += 1
-            longest = max(longest, m + 1)
-    return longest
+            count[c, m] += 1
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -131,9 +126,11 @@ def _move(row_ptr, col_idx, values, buf, tile_start, n_cb, R, key, t_val, t_buf,
     has_buf = buf.shape[0] > 0
     for rt in nb.prange(n_rt):
         i0, i1 = rt * R, min(n, (rt + 1) * R)
-        longest = _runs(row_ptr, col_idx, i0, i1, n_cb, np.empty((0, 0), dtype=np.int64))
-        cursor = np.zeros((n_cb, max(longest, 1)), dtype=np.int64)
-        _runs(row_ptr, col_idx, i0, i1, n_cb, cursor)
+        longest = 1  # a bound on a row's weights in one block
+        for i in range(i0, i1):
+            longest = max(longest, min(BLOCK_COLS, row_ptr[i + 1] - row_ptr[i]))
+        cursor = np.zeros((n_cb, longest), dtype=np.int64)
+        _count_runs(row_ptr, col_idx, i0, i1, cursor)
         for c in range(n_cb):  # counts -> where each (block, rank) starts
             p = tile_start[rt * n_cb + c]
             for m in range(longest):
