@@ -20,7 +20,7 @@ the forward's outputs must be distinct rows (checked as rows strictly increasing
 rank-major order makes the rule), the backward's input gradients distinct columns (all 28 pairs
 compared). Arrays hold rows of float32 pairs, their row stride a power of two and element stride 4
 (checked by the callers: :func:`pairs_ok`); batch 2 only. Every intrinsic declines (returns False)
-for arrays that are not float32.
+for data that is not float32 or per-weight arrays that are not contiguous.
 
 Numba's cache keys a kernel on its own file, not on this one: after editing this module, delete
 the ``*.nbi`` / ``*.nbc`` files of ``column_blocks`` and ``step_kernels`` in ``__pycache__``.
@@ -85,10 +85,17 @@ class _Arr:
         self.stride = builder.extract_value(a.strides, 0) if ty.ndim > 1 else None
 
 
-def _float32(*arrays) -> bool:
-    """Whether the intrinsics' float32 arithmetic applies (elsewhere they return False, doing
-    nothing, and the callers' scalar loops run)."""
-    return all(isinstance(a, types.Array) and a.dtype == types.float32 for a in arrays)
+def _supported(streams, pairs) -> bool:
+    """Whether the intrinsics apply: float32 data, the per-weight arrays (``streams``: keys or
+    column indices, values, momentum) contiguous, ``pairs`` two-dimensional. Elsewhere they return
+    False, doing nothing, and the callers' scalar loops run."""
+    for a in streams:
+        if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"):
+            return False
+    for a in pairs:
+        if not (isinstance(a, types.Array) and a.ndim == 2 and a.dtype == types.float32):
+            return False
+    return streams[1].dtype == types.float32 and streams[0].dtype in (types.uint32, types.int32, types.int64)
 
 
 def _splat(builder, value):
@@ -178,7 +185,7 @@ def forward8(typingctx, key, val, x, z, k, shift):
     """``z[r, :] += w * x[c, :]`` for the eight weights at ``k``, as the scalar loop's FMAs (so the
     sums are bit-equal); False, touching nothing, unless their rows increase strictly."""
     sig = types.boolean(key, val, x, z, k, shift)
-    if not _float32(val, x, z):
+    if not _supported((key, val), (x, z)) or key.dtype.bitwidth != 32:
         return sig, lambda context, builder, signature, args: ir.Constant(_I1, 0)
 
     def codegen(context, builder, signature, args):
@@ -205,7 +212,9 @@ def make_backward8(mode: int, grad: bool):
     @intrinsic
     def backward8(typingctx, key, val, buf, x, g, k, shift, lr, mom, wd):
         sig = types.boolean(key, val, buf, x, g, k, shift, lr, mom, wd)
-        if not _float32(val, x, g) or (mode != NO_MOMENTUM and not _float32(buf)):
+        streams = (key, val, buf) if mode != NO_MOMENTUM else (key, val)
+        mixed = mode != NO_MOMENTUM and buf.dtype != val.dtype
+        if not _supported(streams, (x, g)) or key.dtype.bitwidth != 32 or mixed:
             return sig, lambda context, builder, signature, args: ir.Constant(_I1, 0)
 
         def codegen(context, builder, signature, args):
@@ -250,7 +259,8 @@ def make_update_row8(mode: int):
     @intrinsic
     def update_row8(typingctx, col, val, buf, x, g0, g1, k, lr, mom, wd):
         sig = types.boolean(col, val, buf, x, g0, g1, k, lr, mom, wd)
-        if not _float32(val, x) or (mode != NO_MOMENTUM and not _float32(buf)) or g0 != types.float32:
+        streams = (col, val, buf) if mode != NO_MOMENTUM else (col, val)
+        if not _supported(streams, (x,)) or (mode != NO_MOMENTUM and buf.dtype != val.dtype) or g0 != types.float32:
             return sig, lambda context, builder, signature, args: ir.Constant(_I1, 0)
 
         def codegen(context, builder, signature, args):
