@@ -26,15 +26,18 @@ blocks made taller tiles whose outputs left L2, and found 2^16 best): on one 600
 (2 threads, 3 interleaved repetitions, ns per weight forward / backward) 2^16 columns: 1.8-2.2 /
 2.9-4.4, 2^14: 1.4-2.1 / 2.5-3.1, 2^13: 1.4-2.0 / 2.5-3.2, 2^12: 1.1-1.7 / 2.3-2.6; end to end at
 SET's H = 600,000, 2^13 trains 1.30-1.35x faster than 2^16 (epochs 1.28-1.32x, two interleaved
-pairs), and 2^12 was not faster than 2^13 in a pair (25.9 vs 24.9 s per epoch).
+pairs), and 2^12 was not faster than 2^13 in a pair (25.9 vs 24.9 s per epoch). With the vector
+kernels below, 2^13 stays the best backward (same layer, two runs each beside other work, so
+indicative only: 3.3-4.2 ns per weight at 2^13, 4.9-5.1 at 2^12, 4.8-5.8 at 2^11, 4.2-4.3 at 2^14).
 
 Within a tile the weights are rank-major: every row's first weight in the block (rows ascending),
 then every row's second, and so on. Eight weights in a row then belong to eight different rows
 except where one rank ends, so at batch 2 the kernels handle eight at a time with vector gathers
 and scatters (:mod:`.vector_ops`, where the host has them: :data:`~.vector_ops.HAS_GATHER`),
 stepping back to the scalar loop for the rare group whose outputs (forward) or input gradients
-(backward) would collide; on one 600,000 x 600,000 layer, one thread, forward 1.3-1.8x and
-backward with update 1.5-2.2x faster than the scalar loops over the same order.
+(backward) would collide: on one 600,000 x 600,000 layer (2 threads) forward and backward 1.4x
+faster than the scalar loops over the same order; SET's H = 600,000 epoch 1.16x faster than with
+the scalar loops over CSR-ordered tiles (20.9 vs 24.2 s, medians of three quiet runs each).
 
 Each row's weights keep CSR order and every output accumulates in place in that order, so the
 forward gives exactly the CSR kernels' numbers, and the update is the CSR kernels' arithmetic (bit

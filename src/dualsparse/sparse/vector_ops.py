@@ -4,10 +4,13 @@ Why: in :mod:`.column_blocks` every weight costs a few random loads and stores w
 after the other, and that — not memory bandwidth — bounds a step at batch 2 (it moves ~13 % of what
 a copy moves). Eight weights handled with one gather of their inputs' pairs, one gather and one
 scatter of their outputs' pairs and contiguous loads and stores of values and momentum issue
-about half the memory operations; on one 600,000 x 600,000 layer (1 thread, 8,192-column
-blocks) forward 1.3-1.8x and backward with update 1.5-2.2x faster than the scalar loops. The CSR
-value update of a first layer (:func:`.step_kernels.update`: eight weights of one row, their
-inputs gathered, nothing scattered) runs ~2x faster the same way (12 M weights, 3,312 inputs).
+about half the memory operations. On one 600,000 x 600,000 layer (2 threads, quiet machine, 7
+paired repetitions) the forward is 1.42x (1.38-2.80) and the backward with update 1.41x
+(1.35-1.75) faster than the scalar loops over the same order; in SET's H = 600,000 epoch (cProfile)
+the tiled forwards went from 6.4 to 4.7 s and the backwards from 10.1 to 9.1 s. The CSR value update
+of a first layer (:func:`.step_kernels.update`: eight weights of one row, their inputs gathered,
+nothing scattered) runs ~2x faster the same way (12 M weights, 3,312 inputs, 1 thread; 1.77 ->
+1.16 s of that epoch).
 
 Numba has no vector type, so each operation is one intrinsic over a group of eight, written in
 LLVM IR: ``llvm.masked.gather`` / ``llvm.masked.scatter`` are generic, so the code compiles on any
