@@ -253,3 +253,26 @@ def test_an_error_mid_epoch_leaves_the_model_with_the_trained_values(monkeypatch
     with pytest.raises(KeyboardInterrupt):
         _wide_fit(True, monkeypatch, callbacks=[Stop()])
     assert flushed and flushed[-1] is True  # the live copy was written back on the way out
+
+
+def test_rows_longer_than_the_cursor_budget_build_by_counted_runs():
+    """A row tile whose longest row times its blocks exceeds the build's cursor budget counts each
+    row's longest run per block first; the tiles are the same layer (forward equal, flush exact)."""
+    n_in = 135 * CB.BLOCK_COLS
+    rng = np.random.default_rng(5)
+    rows = [np.sort(rng.choice(n_in, 9000, replace=False)), 7 * CB.BLOCK_COLS + np.arange(0, 600, 2),
+            np.array([3, n_in - 1])]
+    assert 135 * min(CB.BLOCK_COLS, 9000) > CB._CURSOR_CELLS
+    row_ptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)
+    col = np.concatenate(rows).astype(np.int32)
+    values = rng.normal(size=col.size).astype(F)
+    x = rng.normal(size=(n_in, 2)).astype(F)
+    blocks = CB.ColumnBlocks(row_ptr, col, values.copy(), np.empty(0, F), n_in, 1)
+    z0, z1, a = np.empty((3, 2), F), np.empty((3, 2), F), np.empty((3, 2), F)
+    K.forward(row_ptr, col, values, np.zeros(3, F), x, z0, a, F(0), False)
+    blocks.forward(np.zeros(3, F), x, z1, a, F(0), False, 1)
+    np.testing.assert_array_equal(z1, z0)
+    out = np.zeros_like(values)
+    blocks._csr = (row_ptr, col, out, np.empty(0, F))
+    blocks.flush()
+    np.testing.assert_array_equal(out, values)

@@ -74,6 +74,9 @@ ROW_TILE = 1 << (32 - BLOCK_SHIFT)
 _COL = np.uint32(BLOCK_COLS - 1)
 _ROW_SHIFT = np.uint32(BLOCK_SHIFT)
 _WIDTH = np.uint64(WIDTH)
+#: (block, rank) cursors a row tile's build may allocate from the row lengths alone (8 MB); above,
+#: the longest run of a row in one block is counted first
+_CURSOR_CELLS = 1 << 20
 
 
 #: stored fraction above which a layer's rows read most cache lines of their inputs anyway (four
@@ -104,6 +107,21 @@ def _tile_starts(row_ptr, col_idx, n_cb, R, tile_start):
 
 
 @nb.njit(**_JIT)
+def _longest_run(row_ptr, col_idx, i0, i1):
+    """Most weights one row of [i0, i1) has in one block."""
+    longest = 1
+    for i in range(i0, i1):
+        prev = -1
+        m = 0
+        for k in range(_u(row_ptr[i]), _u(row_ptr[i + 1])):
+            c = col_idx[k] >> BLOCK_SHIFT
+            m = m + 1 if c == prev else 1
+            prev = c
+            longest = max(longest, m)
+    return longest
+
+
+@nb.njit(**_JIT)
 def _count_runs(row_ptr, col_idx, i0, i1, count):
     """count[c, m] = rows of [i0, i1) whose block c holds more than m weights."""
     for i in range(i0, i1):
@@ -129,9 +147,11 @@ def _move(row_ptr, col_idx, values, buf, tile_start, n_cb, R, key, t_val, t_buf,
     has_buf = buf.shape[0] > 0
     for rt in nb.prange(n_rt):
         i0, i1 = rt * R, min(n, (rt + 1) * R)
-        longest = 1  # a bound on a row's weights in one block
+        longest = 1  # a bound on a row's weights in one block: the longest row, or counted
         for i in range(i0, i1):
             longest = max(longest, min(BLOCK_COLS, row_ptr[i + 1] - row_ptr[i]))
+        if n_cb * longest > _CURSOR_CELLS:
+            longest = _longest_run(row_ptr, col_idx, i0, i1)
         cursor = np.zeros((n_cb, longest), dtype=np.int64)
         _count_runs(row_ptr, col_idx, i0, i1, cursor)
         for c in range(n_cb):  # counts -> where each (block, rank) starts
