@@ -107,23 +107,11 @@ def _tile_starts(row_ptr, col_idx, n_cb, R, tile_start):
 
 
 @nb.njit(**_JIT)
-def _longest_run(row_ptr, col_idx, i0, i1):
-    """Most weights one row of [i0, i1) has in one block."""
+def _runs(row_ptr, col_idx, i0, i1, count):
+    """Most weights one row of [i0, i1) has in one block; where ``count`` is not empty (n_cb x at
+    least that many), also count[c, m] += rows whose block c holds more than m weights."""
     longest = 1
-    for i in range(i0, i1):
-        prev = -1
-        m = 0
-        for k in range(_u(row_ptr[i]), _u(row_ptr[i + 1])):
-            c = col_idx[k] >> BLOCK_SHIFT
-            m = m + 1 if c == prev else 1
-            prev = c
-            longest = max(longest, m)
-    return longest
-
-
-@nb.njit(**_JIT)
-def _count_runs(row_ptr, col_idx, i0, i1, count):
-    """count[c, m] = rows of [i0, i1) whose block c holds more than m weights."""
+    counting = count.shape[0] > 0
     for i in range(i0, i1):
         prev = -1
         m = 0
@@ -131,7 +119,10 @@ def _count_runs(row_ptr, col_idx, i0, i1, count):
             c = col_idx[k] >> BLOCK_SHIFT
             m = m + 1 if c == prev else 0
             prev = c
-            count[c, m] += 1
+            if counting:
+                count[c, m] += 1
+            longest = max(longest, m + 1)
+    return longest
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -151,9 +142,9 @@ def _move(row_ptr, col_idx, values, buf, tile_start, n_cb, R, key, t_val, t_buf,
         for i in range(i0, i1):
             longest = max(longest, min(BLOCK_COLS, row_ptr[i + 1] - row_ptr[i]))
         if n_cb * longest > _CURSOR_CELLS:
-            longest = _longest_run(row_ptr, col_idx, i0, i1)
+            longest = _runs(row_ptr, col_idx, i0, i1, np.empty((0, 0), dtype=np.int64))
         cursor = np.zeros((n_cb, longest), dtype=np.int64)
-        _count_runs(row_ptr, col_idx, i0, i1, cursor)
+        _runs(row_ptr, col_idx, i0, i1, cursor)
         for c in range(n_cb):  # counts -> where each (block, rank) starts
             p = tile_start[rt * n_cb + c]
             for m in range(longest):
