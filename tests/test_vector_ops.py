@@ -173,3 +173,37 @@ def test_float64_layers_take_the_scalar_loops():
     blocks.forward(np.zeros(n_out), x, z, a, 0.3, False, 1)
     K.forward(row_ptr, col, values, np.zeros(n_out), x, z_ref, a, 0.3, False)
     np.testing.assert_array_equal(z, z_ref)
+
+
+def test_intrinsics_take_float32_groups_and_decline_the_rest():
+    """The bit-for-bit tests above would pass if the intrinsics always declined: here they must act
+    on a valid group (and give the scalar sums), and decline, touching nothing, on a colliding group
+    or float64 data."""
+    from dualsparse.sparse.vector_ops import forward8, make_update_row8
+
+    @nb.njit
+    def fwd(key, val, x, z):
+        return forward8(key, val, x, z, np.uint64(0), np.uint32(CB.BLOCK_SHIFT))
+
+    update = make_update_row8(K.NO_MOMENTUM)
+
+    @nb.njit
+    def upd(col, val, x, g0, g1):
+        return update(col, val, val, x, g0, g1, np.uint64(0), g0, g0, g0)
+
+    rng = np.random.default_rng(6)
+    rows, cols = np.arange(0, 16, 2, dtype=np.uint32), rng.integers(0, 50, 8).astype(np.uint32)
+    val, x = rng.normal(size=8).astype(F), rng.normal(size=(50, 2)).astype(F)
+    z = np.zeros((16, 2), F)
+    assert fwd(rows << CB._ROW_SHIFT | cols, val, x, z)
+    np.testing.assert_array_equal(z[rows], val[:, None] * x[cols])
+    repeated = rows.copy()
+    repeated[3] = repeated[2]
+    z2 = np.zeros((16, 2), F)
+    assert not fwd(repeated << CB._ROW_SHIFT | cols, val, x, z2) and not z2.any()
+    assert not fwd(rows << CB._ROW_SHIFT | cols, val.astype(np.float64), x.astype(np.float64), z.astype(np.float64))
+    v = val.copy()
+    assert upd(cols.astype(np.int32), v, x, F(0.5), F(0.25)) and not np.array_equal(v, val)
+    v64 = val.astype(np.float64)
+    assert not upd(cols.astype(np.int32), v64, x.astype(np.float64), 0.5, 0.25)
+    np.testing.assert_array_equal(v64, val.astype(np.float64))

@@ -60,9 +60,9 @@ import numba as nb
 import numpy as np
 
 from .kernels import _JIT, _JIT_EXACT, _ftz_off, _ftz_on
-from .step_kernels import (FIRST_STEP, MOMENTUM, NO_MOMENTUM, _as, _bias_rows, _step_first, _step_momentum,
-                           _step_plain, _u)
-from .vector_ops import HAS_GATHER, WIDTH, forward8, make_backward8, pairs_ok
+from .step_kernels import (_WIDTH, FIRST_STEP, MOMENTUM, NO_MOMENTUM, _as, _bias_rows, _step_first,
+                           _step_momentum, _step_plain, _u)
+from .vector_ops import HAS_GATHER, forward8, make_backward8, pairs_ok
 
 #: columns per block: one block's activations (8,192 inputs x 2 batch x [value | gradient] x 4 bytes =
 #: 128 KB) stay in L2 with room to spare beside the tile's outputs and the streamed weights
@@ -74,7 +74,6 @@ TILED_ABOVE = 1 << 16
 ROW_TILE = 1 << (32 - BLOCK_SHIFT)
 _COL = np.uint32(BLOCK_COLS - 1)
 _ROW_SHIFT = np.uint32(BLOCK_SHIFT)
-_WIDTH = np.uint64(WIDTH)
 #: (block, rank) cursors a row tile's build may allocate from the row lengths alone (8 MB); above,
 #: the longest run of a row in one block is counted first
 _CURSOR_CELLS = 1 << 20

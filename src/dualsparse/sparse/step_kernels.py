@@ -242,7 +242,7 @@ def _bias_rows(gt, bias, bbuf, lr, mom, wd, mode, i0, i1):
 
 
 # ---------------------------------------------------------------------------- value-only update
-_WIDTH = np.uint64(WIDTH)
+_WIDTH = np.uint64(WIDTH)  # a group's stride as an index (column_blocks reads it too)
 _update8_momentum = make_update_row8(MOMENTUM)
 _update8_first = make_update_row8(FIRST_STEP)
 _update8_plain = make_update_row8(NO_MOMENTUM)

@@ -88,17 +88,24 @@ class _Arr:
         self.stride = builder.extract_value(a.strides, 0) if ty.ndim > 1 else None
 
 
-def _supported(streams, pairs) -> bool:
-    """Whether the intrinsics apply: float32 data, the per-weight arrays (``streams``: keys or
-    column indices, values, momentum) contiguous, ``pairs`` two-dimensional. Elsewhere they return
-    False, doing nothing, and the callers' scalar loops run."""
+def _applies(index, val, pairs, mode=NO_MOMENTUM, buf=None, index_bits=(32, 64)) -> bool:
+    """Whether an intrinsic's float32 code applies to these argument types: ``index`` (keys or column
+    indices, ``index_bits`` wide), ``val`` and, where ``mode`` keeps one, the momentum ``buf``
+    contiguous one-dimensional arrays, ``val``/``buf`` and the ``pairs`` float32. Elsewhere the
+    intrinsic declines (:func:`_declined`) and the callers' scalar loops run."""
+    streams = (index, val, buf) if mode != NO_MOMENTUM else (index, val)
     for a in streams:
         if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"):
             return False
-    for a in pairs:
-        if not (isinstance(a, types.Array) and a.ndim == 2 and a.dtype == types.float32):
-            return False
-    return streams[1].dtype == types.float32 and streams[0].dtype in (types.uint32, types.int32, types.int64)
+    if index.dtype not in (types.uint32, types.int32, types.int64) or index.dtype.bitwidth not in index_bits:
+        return False
+    return all(a.dtype == types.float32 for a in streams[1:]) and all(
+        isinstance(a, types.Array) and a.ndim == 2 and a.dtype == types.float32 for a in pairs)
+
+
+def _declined(sig):
+    """An intrinsic that does nothing and returns False (the caller's scalar loop then runs)."""
+    return sig, lambda context, builder, signature, args: ir.Constant(_I1, 0)
 
 
 def _splat(builder, value):
@@ -188,8 +195,8 @@ def forward8(typingctx, key, val, x, z, k, shift):
     """``z[r, :] += w * x[c, :]`` for the eight weights at ``k``, as the scalar loop's FMAs (so the
     sums are bit-equal); False, touching nothing, unless their rows increase strictly."""
     sig = types.boolean(key, val, x, z, k, shift)
-    if not _supported((key, val), (x, z)) or key.dtype.bitwidth != 32:
-        return sig, lambda context, builder, signature, args: ir.Constant(_I1, 0)
+    if not _applies(key, val, (x, z), index_bits=(32,)):
+        return _declined(sig)
 
     def codegen(context, builder, signature, args):
         key_, val_, x_, z_ = (_Arr(context, builder, t, a) for t, a in zip(signature.args[:4], args[:4]))
@@ -215,10 +222,8 @@ def make_backward8(mode: int, grad: bool):
     @intrinsic
     def backward8(typingctx, key, val, buf, x, g, k, shift, lr, mom, wd):
         sig = types.boolean(key, val, buf, x, g, k, shift, lr, mom, wd)
-        streams = (key, val, buf) if mode != NO_MOMENTUM else (key, val)
-        mixed = mode != NO_MOMENTUM and buf.dtype != val.dtype
-        if not _supported(streams, (x, g)) or key.dtype.bitwidth != 32 or mixed:
-            return sig, lambda context, builder, signature, args: ir.Constant(_I1, 0)
+        if not _applies(key, val, (x, g), mode, buf, index_bits=(32,)):
+            return _declined(sig)
 
         def codegen(context, builder, signature, args):
             key_, val_, buf_, x_, g_ = (_Arr(context, builder, t, a) for t, a in zip(signature.args[:5], args[:5]))
@@ -262,9 +267,8 @@ def make_update_row8(mode: int):
     @intrinsic
     def update_row8(typingctx, col, val, buf, x, g0, g1, k, lr, mom, wd):
         sig = types.boolean(col, val, buf, x, g0, g1, k, lr, mom, wd)
-        streams = (col, val, buf) if mode != NO_MOMENTUM else (col, val)
-        if not _supported(streams, (x,)) or (mode != NO_MOMENTUM and buf.dtype != val.dtype) or g0 != types.float32:
-            return sig, lambda context, builder, signature, args: ir.Constant(_I1, 0)
+        if not _applies(col, val, (x,), mode, buf) or g0 != types.float32 or g1 != types.float32:
+            return _declined(sig)
 
         def codegen(context, builder, signature, args):
             col_, val_, buf_, x_ = (_Arr(context, builder, t, a) for t, a in zip(signature.args[:4], args[:4]))
