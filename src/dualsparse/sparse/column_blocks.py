@@ -62,7 +62,7 @@ import numpy as np
 from .kernels import _JIT, _JIT_EXACT, _ftz_off, _ftz_on
 from .step_kernels import (_WIDTH, FIRST_STEP, MOMENTUM, NO_MOMENTUM, _as, _bias_rows, _step_first,
                            _step_momentum, _step_plain, _u)
-from .vector_ops import HAS_GATHER, forward8, make_backward8, pairs_ok
+from .vector_ops import forward8, make_backward8, pairs_ok
 
 #: columns per block: one block's activations (8,192 inputs x 2 batch x [value | gradient] x 4 bytes =
 #: 128 KB) stay in L2 with room to spare beside the tile's outputs and the streamed weights
@@ -186,7 +186,7 @@ class ColumnBlocks:
     """The tiles of one layer (see the module doc); ``values``/``momentum``: the live copies of
     the CSR-ordered arrays it was built from, which :meth:`flush` writes back into."""
 
-    def __init__(self, row_ptr, col_idx, values, momentum, n_in: int, threads: int):
+    def __init__(self, row_ptr, col_idx, values, momentum, n_in: int, threads: int, vector: bool = False):
         n_out = row_ptr.shape[0] - 1
         self.n_out, self.n_in = n_out, n_in
         self.n_cb = -(-n_in // BLOCK_COLS)
@@ -203,8 +203,9 @@ class ColumnBlocks:
         _move(row_ptr, col_idx, values, momentum, self.tile_start, self.n_cb, self.R, self.key, self.values,
               self.momentum, True)
         self._splits = {}
-        #: eight weights at a time (vector_ops) at batch 2; the scalar loops where False
-        self.vector = HAS_GATHER
+        #: eight weights at a time (vector_ops) at batch 2; the scalar loops where False (which pays
+        #: depends on the host: vector_choice)
+        self.vector = vector
 
     def split(self, threads: int) -> np.ndarray:
         """Row-tile boundaries of ``threads`` nnz-balanced ranges."""

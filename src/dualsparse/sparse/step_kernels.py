@@ -43,7 +43,7 @@ from numba.extending import intrinsic, overload
 # csr_forward's rule (outputs are bias + w_1 x_1 + w_2 x_2 + ... in CSR order, one FMA after the
 # other), so the fused forward gives the autograd forward's numbers
 from .kernels import FIRST_STEP, MOMENTUM, NO_MOMENTUM, _JIT, _JIT_EXACT, _ftz_off, _ftz_on, _lower_bound
-from .vector_ops import HAS_GATHER, WIDTH, make_update_row8, pairs_ok
+from .vector_ops import WIDTH, make_update_row8, pairs_ok
 
 def _as(a, v):  # pragma: no cover - replaced in compiled code
     return v
@@ -249,7 +249,7 @@ _update8_plain = make_update_row8(NO_MOMENTUM)
 
 
 @nb.njit(**_JIT)
-def _update_rows(row_ptr, col_idx, values, buf, xt, gt, lr, mom, wd, mode, i0, i1):
+def _update_rows(row_ptr, col_idx, values, buf, xt, gt, lr, mom, wd, mode, i0, i1, vector):
     batch = gt.shape[1]
     if batch == 1:
         for i in range(i0, i1):
@@ -258,7 +258,7 @@ def _update_rows(row_ptr, col_idx, values, buf, xt, gt, lr, mom, wd, mode, i0, i
                 w = values[k]
                 _sgd(values, buf, k, w, g0 * xt[col_idx[k], 0] + wd * w, lr, mom, mode)
     elif batch == 2:
-        vector = HAS_GATHER and pairs_ok(xt)
+        vector = vector and pairs_ok(xt)
         for i in range(i0, i1):
             g0 = gt[i, 0]
             g1 = gt[i, 1]
@@ -292,22 +292,23 @@ def _update_rows(row_ptr, col_idx, values, buf, xt, gt, lr, mom, wd, mode, i0, i
 
 
 @nb.njit(**_JIT)
-def update(row_ptr, col_idx, values, buf, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode):
-    """SGD on a layer whose input gradient is not needed (the first one): values and bias."""
+def update(row_ptr, col_idx, values, buf, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode, vector=False):
+    """SGD on a layer whose input gradient is not needed (the first one): values and bias
+    (``vector``: eight weights at a time at batch 2, see vector_ops and vector_choice)."""
     old = _ftz_on()
-    _update_rows(row_ptr, col_idx, values, buf, xt, gt, lr, mom, wd, mode, 0, gt.shape[0])
+    _update_rows(row_ptr, col_idx, values, buf, xt, gt, lr, mom, wd, mode, 0, gt.shape[0], vector)
     if bias.shape[0] > 0:
         _bias_rows(gt, bias, bbuf, lr, mom, wd, bmode, 0, gt.shape[0])
     _ftz_off(old)
 
 
 @nb.njit(parallel=True, **_JIT)
-def update_par(row_ptr, col_idx, values, buf, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode, nt):
+def update_par(row_ptr, col_idx, values, buf, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode, nt, vector=False):
     n_out = gt.shape[0]
     for t in nb.prange(nt):
         old = _ftz_on()
         _update_rows(row_ptr, col_idx, values, buf, xt, gt, lr, mom, wd, mode,
-                     _row_split(row_ptr, t, nt), _row_split(row_ptr, t + 1, nt))
+                     _row_split(row_ptr, t, nt), _row_split(row_ptr, t + 1, nt), vector)
         if bias.shape[0] > 0:
             _bias_rows(gt, bias, bbuf, lr, mom, wd, bmode, n_out * t // nt, n_out * (t + 1) // nt)
         _ftz_off(old)

@@ -19,8 +19,10 @@ forces the autograd path (tests compare the two).
 
 Sparse layers with more inputs than fit a core's L2 (:func:`dualsparse.sparse.column_blocks.wanted`)
 train on a tiled copy of their values and momentum (:class:`~dualsparse.sparse.column_blocks.
-ColumnBlocks`), built on the first step after the layer's tensors last changed. While it exists,
-the copy is the live state: :meth:`FusedStep.flush` writes it back, and the estimator calls it
+ColumnBlocks`), built on the first step after the layer's tensors last changed. At batch 2 the
+tiles and the first layer's CSR update go eight weights at a time where that measured faster on
+this host (:mod:`dualsparse.sparse.vector_choice`, timed once per process; the same numbers
+either way). While it exists, the copy is the live state: :meth:`FusedStep.flush` writes it back, and the estimator calls it
 before anything else reads or changes the model (an autograd or compiled step, a callback that
 reads the model, a topology update, the end of every epoch, an error). ``DUALSPARSE_TILES=0``
 keeps every layer on the CSR kernels.
@@ -37,7 +39,7 @@ from torch import nn
 
 from ..sparse import SparseLinear, kernels
 from ..sparse.functional import _idx, _np  # numpy views as the autograd path's kernels get them
-from ..sparse import column_blocks
+from ..sparse import column_blocks, vector_choice
 from ..sparse import step_kernels as K
 from .network import AllReLU
 
@@ -229,14 +231,14 @@ class FusedStep:
             bufs = self._buffers[batch] = (xt, zs, xgs, acts, grads, scratch)
         return bufs
 
-    def _enter(self, states, threads) -> list:
+    def _enter(self, states, threads, batch) -> list:
         """The tiled copy of every layer that wants one, built where it is not live yet."""
         if not self.tiled:
             return self._blocks
         for i, v in enumerate(self.views):
             if self._blocks[i] is None and column_blocks.wanted(v.n_out, v.n_in, v.nnz):
                 self._blocks[i] = column_blocks.ColumnBlocks(v.row_ptr, v.col_idx, v.values, states[i][0], v.n_in,
-                                                             threads)
+                                                             threads, batch == 2 and vector_choice.tiles().vector)
         return self._blocks
 
     # ------------------------------------------------------------------ step
@@ -261,7 +263,7 @@ class FusedStep:
         threads = kernels.num_threads()
         big = PARALLEL_MIN_WORK
         last = len(self.views) - 1
-        blocks = self._enter(states, threads)
+        blocks = self._enter(states, threads, batch)
 
         inp = xt
         for i, v in enumerate(self.views):
@@ -305,9 +307,11 @@ class FusedStep:
                 else:
                     K.backward_update(*args)
             else:
+                # the vector kernels exist for batch 2 only: no timing for fits that cannot use them
+                vector = batch == 2 and vector_choice.rows().vector
                 args = (v.row_ptr, v.col_idx, v.values, vb, v.bias, bb, xt, grads[0], lr32, mom32, wd32, vmode, bmode)
                 if par:
-                    K.update_par(*args, threads)
+                    K.update_par(*args, threads, vector)
                 else:
-                    K.update(*args)
+                    K.update(*args, vector)
         return torch.from_numpy(out), loss
