@@ -208,3 +208,38 @@ def test_parallel_kernels_match_autograd(data, monkeypatch, batch_size):
     # largest momentum after 144 steps
     _assert_same(_fit(SparseMLPClassifier, X, y, True, **kw), _fit(SparseMLPClassifier, X, y, False, **kw),
                  rtol=1e-4, atol=1e-5)
+
+
+def _long_rows(n_out, n_in, density, seed):
+    rng = np.random.default_rng(seed)
+    rows = [np.flatnonzero(rng.random(n_in) < density) for _ in range(n_out)]
+    rows[1] = np.array([], dtype=np.int64)  # an empty row
+    row_ptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)
+    return row_ptr, np.concatenate(rows).astype(np.int32), rng
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_column_owned_backward_is_the_one_thread_backward_bit_for_bit(threads, batch):
+    """A few long rows (a dense output layer's shape), split unevenly between threads."""
+    from dualsparse.sparse import step_kernels as K
+
+    n_out, n_in = 5, 2000
+    row_ptr, col, rng = _long_rows(n_out, n_in, 0.6, seed=batch)
+    assert K.wide_rows(n_out, n_in, col.size) and not K.wide_rows(4000, n_in, col.size)
+    f = np.float32
+    for mode in (K.NO_MOMENTUM, K.FIRST_STEP, K.MOMENTUM):
+        values = rng.normal(0, 0.1, col.size).astype(f)
+        buf = rng.normal(0, 0.1, col.size).astype(f) if mode != K.NO_MOMENTUM else np.empty(0, f)
+        bias, bbuf = rng.normal(size=n_out).astype(f), rng.normal(size=n_out).astype(f)
+        xg = rng.normal(size=(n_in, 2 * batch)).astype(f)
+        gt = rng.normal(size=(n_out, batch)).astype(f)
+        zprev = rng.normal(size=(n_in, batch)).astype(f)
+        hyper = (zprev, f(0.4), f(0.05), f(0.9), f(1e-3), mode, mode)
+        ref = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy()]
+        K.backward_update(row_ptr, col, *ref[:4], ref[4], gt, *hyper)
+        got = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy()]
+        K.backward_update_cols(row_ptr, col, *got[:4], got[4], gt, *hyper, threads)
+        assert not np.array_equal(ref[0], values)
+        for name, r, g in zip(["values", "momentum", "bias", "bias momentum", "input gradient"], ref, got):
+            np.testing.assert_array_equal(g, r, err_msg=name)

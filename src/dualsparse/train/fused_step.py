@@ -299,7 +299,9 @@ class FusedStep:
             elif i > 0:
                 args = (v.row_ptr, v.col_idx, v.values, vb, v.bias, bb, xgs[i - 1], grads[i],
                         zs[i - 1], self.slopes[i - 1], lr32, mom32, wd32, vmode, bmode)
-                if par:
+                if par and K.wide_rows(v.n_out, v.n_in, v.nnz):  # a few long rows: threads own inputs
+                    K.backward_update_cols(*args, threads)
+                elif par:
                     key = (i, threads)
                     if key not in scratch:
                         scratch[key] = np.empty((threads,) + xgs[i - 1].shape, dtype=np.float32)
