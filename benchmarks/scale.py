@@ -151,6 +151,13 @@ def worker(args) -> dict:
         with torch.no_grad():
             acc = float((model(torch.from_numpy(X[n_train:])).argmax(1).numpy() == y[n_train:]).mean())
     nnz = sum(m.nnz for m in model.modules() if hasattr(m, "nnz"))
+    try:  # which kernels the fused step took on this host (timed once per process; same numbers)
+        from dualsparse.sparse import vector_choice
+
+        vector = {family: ("vector" if c.vector else "scalar") + f" ({c.how})"
+                  for family, c in (("tiles", vector_choice.tiles()), ("rows", vector_choice.rows()))}
+    except ImportError:  # a version from before the choice was measured
+        vector = None
     later = slice(1, None) if len(train_s) > 1 else slice(0, None)
     evo_later = slice(1, None) if len(evo_s) > 1 else slice(0, None)
     evo_s = evo_s or [0.0]
@@ -169,6 +176,7 @@ def worker(args) -> dict:
         "peak_mb": peak_rss_mb(),
         "test_acc": acc,
         "diverged_at": diverged,
+        "vector": vector,
         "load": os.getloadavg()[0],
     }
 
@@ -296,6 +304,8 @@ def main():
         else:
             row += f"{'-':>10} {'-':>9} {'-':>5} {'(needs --reference)':>20}"
         print(row, flush=True)
+        if r.get("vector"):
+            print(f"{'':8} kernels: " + ", ".join(f"{k} {v}" for k, v in r["vector"].items()), flush=True)
         if bandwidth:
             moved = BYTES_PER_WEIGHT * r["nnz"] * r["steps_per_epoch"]
             rate = moved / r["train_s"]

@@ -33,12 +33,15 @@ indicative only: 3.3-4.2 ns per weight at 2^13, 4.9-5.1 at 2^12, 4.8-5.8 at 2^11
 Within a tile the weights are rank-major: every row's first weight in the block (rows ascending),
 then every row's second, and so on. Eight weights in a row then belong to eight different rows
 except where one rank ends, so at batch 2 the kernels handle eight at a time with vector gathers
-and scatters (:mod:`.vector_ops`, where the host has them: :data:`~.vector_ops.HAS_GATHER`),
+and scatters (:mod:`.vector_ops`, where that measured faster on the host: :mod:`.vector_choice`),
 stepping back to the scalar loop for the rare group whose outputs (forward) or input gradients
 (backward) would collide: on one 600,000 x 600,000 layer (2 threads) forward and backward 1.4x
 faster than the scalar loops over the same order; in SET's H = 600,000 epoch (same code, vector path
 off / on, quiet machine) 20.5 -> 17.2 s, the tiled backward 1.32x and forward 1.40x faster; against the
-scalar loops over CSR-ordered tiles 1.16x (20.9 vs 24.2 s, medians of three quiet runs each).
+scalar loops over CSR-ordered tiles 1.16x (20.9 vs 24.2 s, medians of three quiet runs each), all on
+the host the vector kernels were written on. On an AMD EPYC (Zen 4) the scalar loops over the
+rank-major order are the faster ones (one steady epoch 12.9 s against 24.0, cProfile), which is why
+the choice is measured per host.
 
 Each row's weights keep CSR order and every output accumulates in place in that order, so the
 forward gives exactly the CSR kernels' numbers, and the update is the CSR kernels' arithmetic (bit

@@ -14,8 +14,11 @@ nothing scattered) runs ~2x faster the same way (12 M weights, 3,312 inputs, 1 t
 
 Numba has no vector type, so each operation is one intrinsic over a group of eight, written in
 LLVM IR: ``llvm.masked.gather`` / ``llvm.masked.scatter`` are generic, so the code compiles on any
-CPU (LLVM emits AVX-512 gathers where the host has them and scalar loads elsewhere); the tiled
-kernels take this path only where :data:`HAS_GATHER` says the host gathers in hardware.
+CPU (LLVM emits AVX-512 gathers where the host has them and scalar loads elsewhere). The figures
+above are from the host these kernels were written on; hardware gathers are not fast everywhere
+(on an AMD EPYC, Zen 4, the tiled kernels were slower this way than the scalar loops), so callers
+take this path where :mod:`.vector_choice` measured it faster on the host they run on, and only
+where :data:`HAS_GATHER` says the host gathers in hardware at all.
 
 A group goes through only where its stores cannot collide, and the intrinsic returns False,
 having touched nothing, where they could; the caller then runs the scalar loop over the eight:
