@@ -151,7 +151,7 @@ def worker(args) -> dict:
         with torch.no_grad():
             acc = float((model(torch.from_numpy(X[n_train:])).argmax(1).numpy() == y[n_train:]).mean())
     nnz = sum(m.nnz for m in model.modules() if hasattr(m, "nnz"))
-    try:  # which kernels the fused step took on this host (timed once per process; same numbers)
+    try:  # which kernels the fused step takes on this host at batch 2 (timed once per process; same numbers)
         from dualsparse.sparse import vector_choice
 
         vector = {family: ("vector" if c.vector else "scalar") + f" ({c.how})"
@@ -305,7 +305,7 @@ def main():
             row += f"{'-':>10} {'-':>9} {'-':>5} {'(needs --reference)':>20}"
         print(row, flush=True)
         if r.get("vector"):
-            print(f"{'':8} kernels: " + ", ".join(f"{k} {v}" for k, v in r["vector"].items()), flush=True)
+            print(f"{'':8} vector kernels on this host: " + ", ".join(f"{k} {v}" for k, v in r["vector"].items()), flush=True)
         if bandwidth:
             moved = BYTES_PER_WEIGHT * r["nnz"] * r["steps_per_epoch"]
             rate = moved / r["train_s"]
