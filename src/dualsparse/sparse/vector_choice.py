@@ -2,12 +2,16 @@
 
 Why: every host with AVX-512 gathers and scatters in hardware (:data:`.vector_ops.HAS_GATHER`),
 but not every host does it fast. The eight-at-a-time kernels made the tiled step of SET's
-H = 600,000 network 1.4x faster on the host they were written on, and 1.9x *slower* on an AMD EPYC
-(Zen 4, family 25 model 17), where one steady epoch took 24.0 s with them and 12.9 s with the
+H = 600,000 network 1.4x faster on the host they were written on, and slower on an AMD EPYC
+(Zen 4, family 25 model 17): there one steady epoch took 24.0 s with them and 12.9 s with the
 scalar loops (cProfile, same code and seed, back to back: tiled backward 13.6 vs 5.5 s, forward
-6.1 vs 3.4 s). Both paths give the same numbers bit for bit (``tests/test_column_blocks.py``,
-``tests/test_vector_ops.py``), so which one runs is a matter of speed alone, and a few milliseconds
-of timing on a small synthetic layer, whose activations sit in L2 as the tiles' do, settle it.
+6.1 vs 3.4 s), and ``benchmarks/scale.py --hidden 600000`` gave 17.9 and 14.5 s per epoch with
+them against 14.9 and 11.4 s with this choice (two interleaved pairs). Both paths give the same
+numbers bit for bit (``tests/test_column_blocks.py``, ``tests/test_vector_ops.py``), so which one
+runs is a matter of speed alone, and a few milliseconds of timing on a small synthetic layer,
+whose activations sit in L2 as the tiles' do, settle it (there: 1.0-1.2 ms scalar against
+1.3-1.5 ms vector for the tiles, 0.21-0.23 against 0.15 ms for the CSR update, which only gathers
+and stays faster with them).
 
 ``DUALSPARSE_VECTOR=0`` keeps the scalar loops, ``=1`` takes the vector kernels wherever they
 apply (on a host without hardware gathers LLVM lowers them to scalar code); unset, each kernel
