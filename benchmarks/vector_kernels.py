@@ -27,15 +27,6 @@ import time
 import numpy as np
 
 
-def _layer(n_out, n_in, per_row, rng):
-    """Rows of ``per_row`` random columns, one in each of ``per_row`` equal strata."""
-    stride = n_in // per_row
-    col = (np.arange(per_row) * stride + rng.integers(0, stride, (n_out, per_row))).astype(np.int32).ravel()
-    row_ptr = np.arange(0, (n_out + 1) * per_row, per_row, dtype=np.int64)
-    values = rng.normal(0, 0.05, col.size).astype(np.float32)
-    return row_ptr, col, values, np.zeros_like(values)
-
-
 def _interleaved(runs: dict, repeats: int) -> dict:
     """Best-effort fair timing: each repetition runs every variant once, in turn (one warm-up)."""
     for fn in runs.values():
@@ -77,7 +68,7 @@ def main():
     print(f"{n:,} x {n:,} tiled layer, {args.per_row} weights a row; first layer {args.inputs:,} -> {n:,}, "
           f"20 a row; batch 2, momentum SGD, {T} threads, {args.repeats} interleaved repetitions")
 
-    row_ptr, col, values, mom = _layer(n, n, args.per_row, rng)
+    row_ptr, col, values, mom = vector_choice.synthetic_layer(n, n, args.per_row, rng)
     blocks = column_blocks.ColumnBlocks(row_ptr, col, values, mom, n, T)
     xg = rng.normal(size=(n, 4)).astype(f)
     z, a = np.empty((n, 2), f), np.empty((n, 2), f)
@@ -96,7 +87,7 @@ def main():
         _report(what, _interleaved({"scalar": lambda: fn(False), "vector": lambda: fn(True)}, args.repeats), col.size)
     del blocks
 
-    row_ptr, col, values, mom = _layer(n, args.inputs, 20, rng)
+    row_ptr, col, values, mom = vector_choice.synthetic_layer(n, args.inputs, 20, rng)
     x = rng.normal(size=(args.inputs, 2)).astype(f)
     empty = np.empty(0, f)
 

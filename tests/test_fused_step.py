@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dualsparse import Callback, SparseMLPClassifier, SparseMLPRegressor
+from dualsparse.sparse import step_kernels as K
 from dualsparse.train import fused_step
 
 
@@ -222,8 +223,6 @@ def _long_rows(n_out, n_in, density, seed):
 @pytest.mark.parametrize("batch", [1, 2, 3])
 def test_column_owned_backward_is_the_one_thread_backward_bit_for_bit(threads, batch):
     """A few long rows (a dense output layer's shape), split unevenly between threads."""
-    from dualsparse.sparse import step_kernels as K
-
     n_out, n_in = 5, 2000
     row_ptr, col, rng = _long_rows(n_out, n_in, 0.6, seed=batch)
     assert K.wide_rows(n_out, n_in, col.size) and not K.wide_rows(4000, n_in, col.size)

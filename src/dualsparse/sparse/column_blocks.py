@@ -63,8 +63,8 @@ import numba as nb
 import numpy as np
 
 from .kernels import _JIT, _JIT_EXACT, _ftz_off, _ftz_on
-from .step_kernels import (_WIDTH, FIRST_STEP, MOMENTUM, NO_MOMENTUM, _as, _bias_rows, _step_first,
-                           _step_momentum, _step_plain, _u)
+from .step_kernels import (_WIDTH, FIRST_STEP, MOMENTUM, NO_MOMENTUM, _as, _bias_rows, _derivative, _step_first,
+                           _step_momentum, _step_plain, _u, _zero_gradient)
 from .vector_ops import forward8, make_backward8, pairs_ok
 
 #: columns per block: one block's activations (8,192 inputs x 2 batch x [value | gradient] x 4 bytes =
@@ -405,7 +405,7 @@ def backward_update(tile_start, key, val, buf, bias, bbuf, xg, gt, zprev, slope,
     the tiles' order, however the blocks are shared out. (Owning row tiles with per-thread copies
     was 15 % slower at H = 600,000.)"""
     nt = block_split.shape[0] - 1
-    n_out, batch = gt.shape
+    n_out = gt.shape[0]
     n_in = xg.shape[0]
     n_rt = (n_out + R - 1) // R
     for t in nb.prange(nt):
@@ -414,9 +414,7 @@ def backward_update(tile_start, key, val, buf, bias, bbuf, xg, gt, zprev, slope,
         c1 = block_split[t + 1]
         j0 = min(n_in, c0 << BLOCK_SHIFT)
         j1 = min(n_in, c1 << BLOCK_SHIFT)
-        for j in range(j0, j1):
-            for b in range(batch):
-                xg[j, batch + b] = 0
+        _zero_gradient(xg, j0, j1)
         for c in range(c0, c1):
             x = xg[c << BLOCK_SHIFT :]
             for rt in range(n_rt):
@@ -424,10 +422,7 @@ def backward_update(tile_start, key, val, buf, bias, bbuf, xg, gt, zprev, slope,
                 tt = rt * n_cb + c
                 _tile_backward(key, val, buf, x, gt[i0 : min(n_out, i0 + R)], _u(tile_start[tt]),
                                _u(tile_start[tt + 1]), lr, mom, wd, mode, True, vector)
-        for j in range(j0, j1):
-            for b in range(batch):
-                if not zprev[j, b] > 0:
-                    xg[j, batch + b] = xg[j, batch + b] * slope
+        _derivative(xg, zprev, slope, j0, j1)
         if bias.shape[0] > 0:
             _bias_rows(gt, bias, bbuf, lr, mom, wd, bmode, n_out * t // nt, n_out * (t + 1) // nt)
         _ftz_off(old)

@@ -371,6 +371,15 @@ def _backward_rows(row_ptr, col_idx, values, buf, xg, gt, lr, mom, wd, mode, r0,
 
 
 @nb.njit(**_JIT)
+def _zero_gradient(xg, j0, j1):
+    """xg[j, batch:] = 0 for j in [j0, j1): where the backward accumulates inputs' gradients."""
+    batch = xg.shape[1] // 2
+    for j in range(j0, j1):
+        for b in range(batch):
+            xg[j, batch + b] = 0
+
+
+@nb.njit(**_JIT)
 def _derivative(xg, zprev, slope, j0, j1):
     """xg[j, batch:] *= act'(zprev[j]) for j in [j0, j1)."""
     batch = zprev.shape[1]
@@ -385,11 +394,8 @@ def backward_update(row_ptr, col_idx, values, buf, bias, bbuf, xg, gt, zprev, sl
     """``xg[:, B:] = act'(zprev) * (W.T gt)`` with the old W (``xg[:, :B]``: the layer's input),
     then SGD on values and bias (one thread)."""
     old = _ftz_on()
-    batch = gt.shape[1]
     n_in = xg.shape[0]
-    for j in range(n_in):
-        for b in range(batch):
-            xg[j, batch + b] = 0
+    _zero_gradient(xg, 0, n_in)
     _backward_rows(row_ptr, col_idx, values, buf, xg, gt, lr, mom, wd, mode, 0, gt.shape[0])
     _derivative(xg, zprev, slope, 0, n_in)
     if bias.shape[0] > 0:
@@ -453,20 +459,17 @@ def backward_update_cols(row_ptr, col_idx, values, buf, bias, bbuf, xg, gt, zpre
     copies of it to zero and sum as :func:`backward_update_par` needs, and each input's gradient
     adds its rows in CSR order: the one-thread :func:`backward_update`'s numbers bit for bit, on
     any number of threads. Two threads share a cache line of values only at their boundary in each
-    row. SET's dense 600,000 -> 5 output layer, 2 threads: 7.7-8.3 ms a step against 9.8-10.6 with
-    the per-thread copies (15 interleaved calls each). Walking the inputs in L2-sized chunks, every
+    row. SET's dense 600,000 -> 5 output layer, 2 threads: 7.7-8.3 ms a step against 9.3-10.6 with
+    the per-thread copies (two runs of 15 interleaved calls each). Walking the inputs in L2-sized chunks, every
     row in turn, was slower (9.9-10.2 ms): five rows' streams of values, momentum and indices at
     once instead of one."""
-    batch = gt.shape[1]
     n_in = xg.shape[0]
     n_out = gt.shape[0]
     for t in nb.prange(nt):
         old = _ftz_on()
         j0 = n_in * t // nt
         j1 = n_in * (t + 1) // nt
-        for j in range(j0, j1):
-            for b in range(batch):
-                xg[j, batch + b] = 0
+        _zero_gradient(xg, j0, j1)
         for i in range(n_out):
             lo, hi = row_ptr[i], row_ptr[i + 1]
             k0 = _lower_bound(col_idx, lo, hi, j0)

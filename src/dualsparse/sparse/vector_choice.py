@@ -51,8 +51,10 @@ class Choice:
     best_s: tuple[float, float] | None = None  # (scalar, vector) best times where measured
 
 
-def _layer(n_out: int, n_in: int, per_row: int, rng) -> tuple:
-    """Rows of ``per_row`` random columns, one in each of ``per_row`` equal strata (sorted, distinct)."""
+def synthetic_layer(n_out: int, n_in: int, per_row: int, rng) -> tuple:
+    """(row_ptr, col_idx, values, zero momentum) of a float32 CSR layer whose rows hold ``per_row``
+    random columns, one in each of ``per_row`` equal strata (sorted, distinct): what the timings
+    here and ``benchmarks/vector_kernels.py`` run on."""
     stride = n_in // per_row
     col = (np.arange(per_row) * stride + rng.integers(0, stride, (n_out, per_row))).astype(np.int32).ravel()
     row_ptr = np.arange(0, (n_out + 1) * per_row, per_row, dtype=np.int64)
@@ -75,7 +77,7 @@ def _best(run) -> tuple[float, float]:
 def _time_tiles(rng) -> tuple[float, float]:
     """Forward plus backward-with-update of a tiled 2,048 x 32,768 layer (131,072 weights), batch 2."""
     n_out, n_in = 2048, 4 * column_blocks.BLOCK_COLS
-    row_ptr, col, values, mom = _layer(n_out, n_in, 64, rng)
+    row_ptr, col, values, mom = synthetic_layer(n_out, n_in, 64, rng)
     blocks = column_blocks.ColumnBlocks(row_ptr, col, values, mom, n_in, threads=1)
     f = np.float32
     xg = rng.normal(size=(n_in, 4)).astype(f)
@@ -94,7 +96,7 @@ def _time_tiles(rng) -> tuple[float, float]:
 def _time_rows(rng) -> tuple[float, float]:
     """The CSR value update of a 4,096 x 4,096 first layer with 32 weights a row, batch 2."""
     n = 4096
-    row_ptr, col, values, mom = _layer(n, n, 32, rng)
+    row_ptr, col, values, mom = synthetic_layer(n, n, 32, rng)
     f = np.float32
     x = rng.normal(size=(n, 2)).astype(f)
     gt = rng.normal(0, 1e-3, size=(n, 2)).astype(f)

@@ -22,8 +22,8 @@ train on a tiled copy of their values and momentum (:class:`~dualsparse.sparse.c
 ColumnBlocks`), built on the first step after the layer's tensors last changed. At batch 2 the
 tiles and the first layer's CSR update go eight weights at a time where that measured faster on
 this host (:mod:`dualsparse.sparse.vector_choice`, timed once per process; the same numbers
-either way). While it exists, the copy is the live state: :meth:`FusedStep.flush` writes it back, and the estimator calls it
-before anything else reads or changes the model (an autograd or compiled step, a callback that
+either way). While it exists, the copy is the live state: :meth:`FusedStep.flush` writes it back,
+and the estimator calls it before anything else reads or changes the model (an autograd or compiled step, a callback that
 reads the model, a topology update, the end of every epoch, an error). ``DUALSPARSE_TILES=0``
 keeps every layer on the CSR kernels.
 """
