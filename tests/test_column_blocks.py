@@ -118,17 +118,28 @@ def test_backward_update_and_update_match_the_csr_kernels(mode, batch, threads, 
     hyper = (F(0.4), F(0.05), F(0.9), F(1e-3), mode, mode)  # slope, lr, momentum, weight decay, modes
 
     ref = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy()]
-    K.backward_update(row_ptr, col, ref[0], ref[1], ref[2], ref[3], ref[4], gt, zprev, *hyper)
+    K.backward_update(row_ptr, col, ref[0], ref[1], ref[2], ref[3], ref[4], gt, zprev, *hyper, np.empty((0, 0), F))
     got = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy()]
     blocks = CB.ColumnBlocks(row_ptr, col, got[0], got[1], n_in, threads)
     blocks.vector = vector
     blocks.backward_update(got[2], got[3], got[4], gt, zprev, *hyper, threads)
+    # the same step with the input staged from a contiguous copy into a spoiled xg, gradient copied out
+    staged = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), np.full_like(xg, np.nan)]
+    gcopy = np.full((n_in, batch), np.nan, F)
+    staged_blocks = CB.ColumnBlocks(row_ptr, col, staged[0], staged[1], n_in, threads)
+    staged_blocks.vector = vector
+    staged_blocks.backward_update(staged[2], staged[3], staged[4], np.ascontiguousarray(gt), zprev, *hyper, threads,
+                                  xin=np.ascontiguousarray(xg[:, :batch]), gcopy=gcopy)
     blocks.flush()  # into got[0], got[1]
+    staged_blocks.flush()
     # the update may contract to FMAs differently in the two kernels (a few float32 ulps)
     for name, r, g in zip(["values", "momentum", "bias", "bias momentum"], ref, got):
         np.testing.assert_allclose(g, r, rtol=1e-6, atol=1e-7, err_msg=name)
     # each input's gradient adds its rows in the tiles' (rank-major) order, not CSR's
     np.testing.assert_allclose(got[4], ref[4], rtol=1e-6, atol=1e-7)
+    for name, g, s in zip(["values", "momentum", "bias", "bias momentum", "input and gradient"], got, staged):
+        np.testing.assert_array_equal(s, g, err_msg=name)
+    np.testing.assert_array_equal(gcopy, got[4][:, batch:])
 
     # the first layer: no input gradient
     x = rng.normal(size=(n_in, batch)).astype(F)
@@ -186,12 +197,12 @@ class ReadsValues(Callback):
         self.sums.append([float(p.detach().double().sum()) for p in est.module_.parameters()])
 
 
-def _wide_fit(tiles, monkeypatch, algorithm="set", callbacks=None):
+def _wide_fit(tiles, monkeypatch, algorithm="set", callbacks=None, inputs=12, hidden=(CB.TILED_ABOVE + 4000, 300)):
     monkeypatch.setenv(fused_step.TILES_ENV_VAR, "1" if tiles else "0")
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(26, 12)).astype(F)
+    X = rng.normal(size=(26, inputs)).astype(F)
     y = (X[:, 0] > 0).astype(int)
-    est = SparseMLPClassifier(hidden_layer_sizes=(CB.TILED_ABOVE + 4000, 300), sparsity=0.9995, algorithm=algorithm,
+    est = SparseMLPClassifier(hidden_layer_sizes=hidden, sparsity=0.9995, algorithm=algorithm,
                               optimizer="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4, batch_size=2,
                               max_epochs=3, random_state=0, callbacks=callbacks)
     return est.fit(X, y)
@@ -220,6 +231,31 @@ def test_fits_with_tiles_equal_fits_without(monkeypatch, per_step, reading_callb
         torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6, msg=name)
         torch.testing.assert_close(tiled.optimizer_.state[p]["momentum_buffer"],
                                    csr.optimizer_.state[q]["momentum_buffer"], rtol=1e-5, atol=1e-6, msg=name)
+    np.testing.assert_allclose([h["loss"] for h in tiled.history_], [h["loss"] for h in csr.history_], rtol=1e-5)
+
+
+def test_tiled_layers_in_a_row_equal_the_csr_fit(monkeypatch, per_step):
+    """A tiled first layer (update only) under a tiled hidden layer: the hidden layer's backward
+    stages its input from the contiguous activations and writes the first layer's gradient into
+    the contiguous copy that layer's tiles read (fused_step._contiguous)."""
+    shape = dict(inputs=CB.TILED_ABOVE + 100, hidden=(CB.TILED_ABOVE + 200, 300))
+    built = []
+    real = CB.ColumnBlocks.__init__
+    vector_choice.tiles()
+
+    def counting(self, *a, **k):
+        built.append(a[4])
+        real(self, *a, **k)
+
+    monkeypatch.setattr(CB.ColumnBlocks, "__init__", counting)
+    tiled = _wide_fit(True, monkeypatch, **shape)
+    assert set(built) == {CB.TILED_ABOVE + 100, CB.TILED_ABOVE + 200}
+    csr = _wide_fit(False, monkeypatch, **shape)
+    # the input gradients add in the tiles' order: float32 rounding apart, which this steep fit (65,636
+    # unscaled inputs, three epochs) carries to ~2e-6 of each tensor's largest value
+    for (name, p), q in zip(tiled.module_.named_parameters(), csr.module_.parameters()):
+        scale = float(q.detach().abs().max())
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-5 * scale, msg=name)
     np.testing.assert_allclose([h["loss"] for h in tiled.history_], [h["loss"] for h in csr.history_], rtol=1e-5)
 
 

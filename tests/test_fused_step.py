@@ -235,10 +235,12 @@ def test_column_owned_backward_is_the_one_thread_backward_bit_for_bit(threads, b
         gt = rng.normal(size=(n_out, batch)).astype(f)
         zprev = rng.normal(size=(n_in, batch)).astype(f)
         hyper = (zprev, f(0.4), f(0.05), f(0.9), f(1e-3), mode, mode)
-        ref = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy()]
-        K.backward_update(row_ptr, col, *ref[:4], ref[4], gt, *hyper)
-        got = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy()]
-        K.backward_update_cols(row_ptr, col, *got[:4], got[4], gt, *hyper, threads)
+        ref = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy(), np.full((n_in, batch), np.nan, f)]
+        K.backward_update(row_ptr, col, *ref[:4], ref[4], gt, *hyper, ref[5])
+        got = [values.copy(), buf.copy(), bias.copy(), bbuf.copy(), xg.copy(), np.full((n_in, batch), np.nan, f)]
+        K.backward_update_cols(row_ptr, col, *got[:4], got[4], gt, *hyper, got[5], threads)
         assert not np.array_equal(ref[0], values)
-        for name, r, g in zip(["values", "momentum", "bias", "bias momentum", "input gradient"], ref, got):
+        names = ["values", "momentum", "bias", "bias momentum", "input gradient", "its contiguous copy"]
+        for name, r, g in zip(names, ref, got):
             np.testing.assert_array_equal(g, r, err_msg=name)
+        np.testing.assert_array_equal(got[5], got[4][:, batch:])

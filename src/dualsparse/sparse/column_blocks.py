@@ -64,7 +64,8 @@ import numpy as np
 
 from .kernels import _JIT, _JIT_EXACT, _ftz_off, _ftz_on
 from .step_kernels import (_WIDTH, FIRST_STEP, MOMENTUM, NO_MOMENTUM, _as, _bias_rows, _derivative, _step_first,
-                           _step_momentum, _step_plain, _u, _zero_gradient)
+                           _stage_inputs, _step_momentum, _step_plain, _u,
+                           _zero_gradient)
 from .vector_ops import forward8, make_backward8, pairs_ok
 
 #: columns per block: one block's activations (8,192 inputs x 2 batch x [value | gradient] x 4 bytes =
@@ -237,9 +238,14 @@ class ColumnBlocks:
         forward(self.tile_start, self.key, self.values, bias, xt, zt, at, slope, act, self.n_cb, self.R,
                 self.split(threads), self.vector)
 
-    def backward_update(self, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode, threads):
+    def backward_update(self, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode, threads, xin=None,
+                        gcopy=None):
+        """See :func:`backward_update`; ``xin`` (contiguous activations to stage into ``xg[:, :B]``)
+        and ``gcopy`` (to receive a contiguous copy of the input gradient) are optional."""
+        none = np.empty((0, 0), dtype=xg.dtype)
         backward_update(self.tile_start, self.key, self.values, self.momentum, bias, bbuf, xg, gt, zprev, slope, lr,
-                        mom, wd, mode, bmode, self.n_cb, self.R, self.block_split(threads), self.vector)
+                        mom, wd, mode, bmode, self.n_cb, self.R, self.block_split(threads), self.vector,
+                        none if xin is None else xin, none if gcopy is None else gcopy)
 
     def update(self, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode, threads):
         update(self.tile_start, self.key, self.values, self.momentum, bias, bbuf, xt, gt, lr, mom, wd, mode, bmode,
@@ -395,9 +401,17 @@ def _backward_tiles(tile_start, key, val, buf, p, gt, lr, mom, wd, mode, n_cb, R
 
 @nb.njit(parallel=True, **_JIT)
 def backward_update(tile_start, key, val, buf, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode,
-                    n_cb, R, block_split, vector):
+                    n_cb, R, block_split, vector, xin, gcopy):
     """``xg[:, B:] = act'(zprev) * (W.T gt)`` with the old W (``xg[:, :B]``: the layer's input),
-    then SGD on values and bias.
+    then SGD on values and bias. Where ``xin`` is not empty, the input is first staged into
+    ``xg[:, :B]`` from it; where ``gcopy`` is not empty, the input gradient is also written there.
+
+    Both serve the fused step's buffers between two tiled layers: the tiles gather ``gt`` by row
+    and their forward gathers its input by column, and from a strided half of an interleaved
+    [activation | gradient] array each gather touches twice the cache lines (SET's H = 600,000
+    epoch, cProfile, three interleaved pairs: tiled backward 8.0 / 6.9 / 6.1 s against 5.6 / 4.9 /
+    5.3 s with contiguous copies, forward 4.7 / 4.2 / 4.0 against 3.8 / 3.3 / 3.5 s), while the
+    backward's own scatter is fastest into the interleaved array (input and its gradient on one line).
 
     Each thread owns a range of column blocks: it alone writes those inputs' gradients (straight
     into ``xg``: no per-thread copies of it to sum, as ``step_kernels`` needs) and the weights of
@@ -414,7 +428,10 @@ def backward_update(tile_start, key, val, buf, bias, bbuf, xg, gt, zprev, slope,
         c1 = block_split[t + 1]
         j0 = min(n_in, c0 << BLOCK_SHIFT)
         j1 = min(n_in, c1 << BLOCK_SHIFT)
-        _zero_gradient(xg, j0, j1)
+        if xin.shape[0] > 0:
+            _stage_inputs(xg, xin, j0, j1)
+        else:
+            _zero_gradient(xg, j0, j1)
         for c in range(c0, c1):
             x = xg[c << BLOCK_SHIFT :]
             for rt in range(n_rt):
@@ -422,7 +439,7 @@ def backward_update(tile_start, key, val, buf, bias, bbuf, xg, gt, zprev, slope,
                 tt = rt * n_cb + c
                 _tile_backward(key, val, buf, x, gt[i0 : min(n_out, i0 + R)], _u(tile_start[tt]),
                                _u(tile_start[tt + 1]), lr, mom, wd, mode, True, vector)
-        _derivative(xg, zprev, slope, j0, j1)
+        _derivative(xg, zprev, slope, j0, j1, gcopy)
         if bias.shape[0] > 0:
             _bias_rows(gt, bias, bbuf, lr, mom, wd, bmode, n_out * t // nt, n_out * (t + 1) // nt)
         _ftz_off(old)

@@ -380,24 +380,44 @@ def _zero_gradient(xg, j0, j1):
 
 
 @nb.njit(**_JIT)
-def _derivative(xg, zprev, slope, j0, j1):
-    """xg[j, batch:] *= act'(zprev[j]) for j in [j0, j1)."""
-    batch = zprev.shape[1]
+def _stage_inputs(xg, xin, j0, j1):
+    """xg[j] = [xin[j] | 0] for j in [j0, j1): the layer's input beside its zeroed gradient, from
+    the contiguous activations a tiled layer's forward read (see ``column_blocks``)."""
+    batch = xg.shape[1] // 2
     for j in range(j0, j1):
         for b in range(batch):
-            if not zprev[j, b] > 0:
-                xg[j, batch + b] = xg[j, batch + b] * slope
+            xg[j, b] = xin[j, b]
+            xg[j, batch + b] = 0
 
 
 @nb.njit(**_JIT)
-def backward_update(row_ptr, col_idx, values, buf, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode):
+def _derivative(xg, zprev, slope, j0, j1, gcopy):
+    """xg[j, batch:] *= act'(zprev[j]) for j in [j0, j1), and the result into ``gcopy[j]`` too
+    unless ``gcopy`` is empty: the contiguous gradient a tiled layer below gathers from (see
+    ``column_blocks``), written in this pass rather than copied in another."""
+    batch = zprev.shape[1]
+    copy = gcopy.shape[0] > 0
+    for j in range(j0, j1):
+        for b in range(batch):
+            g = xg[j, batch + b]
+            if not zprev[j, b] > 0:
+                g = g * slope
+                xg[j, batch + b] = g
+            if copy:
+                gcopy[j, b] = g
+
+
+@nb.njit(**_JIT)
+def backward_update(row_ptr, col_idx, values, buf, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode,
+                    gcopy):
     """``xg[:, B:] = act'(zprev) * (W.T gt)`` with the old W (``xg[:, :B]``: the layer's input),
-    then SGD on values and bias (one thread)."""
+    then SGD on values and bias (one thread). ``gcopy``: empty, or (n_in, B) to receive a
+    contiguous copy of the input gradient (:func:`_derivative`)."""
     old = _ftz_on()
     n_in = xg.shape[0]
     _zero_gradient(xg, 0, n_in)
     _backward_rows(row_ptr, col_idx, values, buf, xg, gt, lr, mom, wd, mode, 0, gt.shape[0])
-    _derivative(xg, zprev, slope, 0, n_in)
+    _derivative(xg, zprev, slope, 0, n_in, gcopy)
     if bias.shape[0] > 0:
         _bias_rows(gt, bias, bbuf, lr, mom, wd, bmode, 0, gt.shape[0])
     _ftz_off(old)
@@ -405,7 +425,7 @@ def backward_update(row_ptr, col_idx, values, buf, bias, bbuf, xg, gt, zprev, sl
 
 @nb.njit(parallel=True, **_JIT)
 def backward_update_par(row_ptr, col_idx, values, buf, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode,
-                        scratch):
+                        gcopy, scratch):
     """:func:`backward_update` on ``scratch.shape[0]`` threads.
 
     Thread t owns an nnz-balanced range of rows (so it alone writes those values and momenta: no
@@ -439,7 +459,7 @@ def backward_update_par(row_ptr, col_idx, values, buf, bias, bbuf, xg, gt, zprev
                 for u in range(1, nt):
                     s += scratch[u, j, batch + b]
                 xg[j, batch + b] = s
-        _derivative(xg, zprev, slope, j0, j1)
+        _derivative(xg, zprev, slope, j0, j1, gcopy)
         _ftz_off(old)
 
 
@@ -451,7 +471,7 @@ def wide_rows(n_out: int, n_in: int, nnz: int) -> bool:
 
 @nb.njit(parallel=True, **_JIT)
 def backward_update_cols(row_ptr, col_idx, values, buf, bias, bbuf, xg, gt, zprev, slope, lr, mom, wd, mode, bmode,
-                         nt):
+                         gcopy, nt):
     """:func:`backward_update` on ``nt`` threads for a layer of a few long rows (:func:`wide_rows`).
 
     Thread t owns a range of inputs and, in every row, the weights that read them (found by binary
@@ -474,7 +494,7 @@ def backward_update_cols(row_ptr, col_idx, values, buf, bias, bbuf, xg, gt, zpre
             lo, hi = row_ptr[i], row_ptr[i + 1]
             k0 = _lower_bound(col_idx, lo, hi, j0)
             _backward_span(col_idx, values, buf, xg, gt, lr, mom, wd, mode, i, k0, _lower_bound(col_idx, k0, hi, j1))
-        _derivative(xg, zprev, slope, j0, j1)
+        _derivative(xg, zprev, slope, j0, j1, gcopy)
         if bias.shape[0] > 0:
             _bias_rows(gt, bias, bbuf, lr, mom, wd, bmode, n_out * t // nt, n_out * (t + 1) // nt)
         _ftz_off(old)

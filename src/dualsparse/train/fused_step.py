@@ -228,8 +228,19 @@ class FusedStep:
             acts = [xg[:, :batch] for xg in xgs]
             grads = [xg[:, batch:] for xg in xgs] + [np.empty((self.views[-1].n_out, batch), dtype=np.float32)]
             scratch = {}  # per-thread gradient buffers of the parallel backward, by layer input
-            bufs = self._buffers[batch] = (xt, zs, xgs, acts, grads, scratch)
+            sides = {}  # contiguous (activations, gradient) of outputs a tiled layer reads (_contiguous)
+            bufs = self._buffers[batch] = (xt, zs, xgs, acts, grads, scratch, sides)
         return bufs
+
+    def _contiguous(self, sides: dict, i: int, batch: int) -> tuple:
+        """Layer ``i``'s outputs as contiguous (activations, gradient) arrays, for the tiled layers
+        that read them: the next layer's forward gathers the activations, layer ``i``'s own tiled
+        backward gathers the gradient (see ``column_blocks.backward_update``)."""
+        pair = sides.get(i)
+        if pair is None:
+            n = self.views[i].n_out
+            pair = sides[i] = (np.empty((n, batch), dtype=np.float32), np.empty((n, batch), dtype=np.float32))
+        return pair
 
     def _enter(self, states, threads, batch) -> list:
         """The tiled copy of every layer that wants one, built where it is not live yet."""
@@ -258,17 +269,21 @@ class FusedStep:
             states.append((vb, vmode, bb, bmode))
         x = xb.numpy()
         batch = x.shape[0]
-        xt, zs, xgs, acts, grads, scratch = self._activations(batch)
+        xt, zs, xgs, acts, grads, scratch, sides = self._activations(batch)
         np.copyto(xt, x.T)
         threads = kernels.num_threads()
         big = PARALLEL_MIN_WORK
         last = len(self.views) - 1
         blocks = self._enter(states, threads, batch)
+        # contiguous copies of hidden outputs where a tiled layer reads them (see _contiguous)
+        feeds_tiles = [i < last and blocks[i + 1] is not None for i in range(last + 1)]
+        tiled_grad = [i < last and blocks[i] is not None for i in range(last + 1)]
+        none = np.empty((0, 0), dtype=np.float32)
 
         inp = xt
         for i, v in enumerate(self.views):
             act = i < last
-            a = acts[i] if act else zs[i]
+            a = (self._contiguous(sides, i, batch)[0] if feeds_tiles[i] else acts[i]) if act else zs[i]
             slope = self.slopes[i] if act else np.float32(1)
             if blocks[i] is not None:
                 blocks[i].forward(v.bias, inp, zs[i], a, slope, act, threads)
@@ -290,15 +305,19 @@ class FusedStep:
             v = self.views[i]
             vb, vmode, bb, bmode = states[i]
             par = threads > 1 and v.nnz * batch >= big
+            gt = self._contiguous(sides, i, batch)[1] if tiled_grad[i] else grads[i]
+            # the gradient of this layer's input, also copied contiguous where a tiled layer reads it
+            gcopy = self._contiguous(sides, i - 1, batch)[1] if i > 0 and tiled_grad[i - 1] else none
             if blocks[i] is not None:
                 if i > 0:
-                    blocks[i].backward_update(v.bias, bb, xgs[i - 1], grads[i], zs[i - 1], self.slopes[i - 1], lr32,
-                                              mom32, wd32, vmode, bmode, threads)
+                    xin = self._contiguous(sides, i - 1, batch)[0]
+                    blocks[i].backward_update(v.bias, bb, xgs[i - 1], gt, zs[i - 1], self.slopes[i - 1], lr32,
+                                              mom32, wd32, vmode, bmode, threads, xin, gcopy)
                 else:
-                    blocks[i].update(v.bias, bb, xt, grads[0], lr32, mom32, wd32, vmode, bmode, threads)
+                    blocks[i].update(v.bias, bb, xt, gt, lr32, mom32, wd32, vmode, bmode, threads)
             elif i > 0:
-                args = (v.row_ptr, v.col_idx, v.values, vb, v.bias, bb, xgs[i - 1], grads[i],
-                        zs[i - 1], self.slopes[i - 1], lr32, mom32, wd32, vmode, bmode)
+                args = (v.row_ptr, v.col_idx, v.values, vb, v.bias, bb, xgs[i - 1], gt,
+                        zs[i - 1], self.slopes[i - 1], lr32, mom32, wd32, vmode, bmode, gcopy)
                 if par and K.wide_rows(v.n_out, v.n_in, v.nnz):  # a few long rows: threads own inputs
                     K.backward_update_cols(*args, threads)
                 elif par:
@@ -311,7 +330,7 @@ class FusedStep:
             else:
                 # the vector kernels exist for batch 2 only: no timing for fits that cannot use them
                 vector = batch == 2 and vector_choice.rows().vector
-                args = (v.row_ptr, v.col_idx, v.values, vb, v.bias, bb, xt, grads[0], lr32, mom32, wd32, vmode, bmode)
+                args = (v.row_ptr, v.col_idx, v.values, vb, v.bias, bb, xt, gt, lr32, mom32, wd32, vmode, bmode)
                 if par:
                     K.update_par(*args, threads, vector)
                 else:
