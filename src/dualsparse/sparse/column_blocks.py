@@ -406,12 +406,15 @@ def backward_update(tile_start, key, val, buf, bias, bbuf, xg, gt, zprev, slope,
     then SGD on values and bias. Where ``xin`` is not empty, the input is first staged into
     ``xg[:, :B]`` from it; where ``gcopy`` is not empty, the input gradient is also written there.
 
-    Both serve the fused step's buffers between two tiled layers: the tiles gather ``gt`` by row
-    and their forward gathers its input by column, and from a strided half of an interleaved
-    [activation | gradient] array each gather touches twice the cache lines (SET's H = 600,000
-    epoch, cProfile, three interleaved pairs: tiled backward 8.0 / 6.9 / 6.1 s against 5.6 / 4.9 /
-    5.3 s with contiguous copies, forward 4.7 / 4.2 / 4.0 against 3.8 / 3.3 / 3.5 s), while the
-    backward's own scatter is fastest into the interleaved array (input and its gradient on one line).
+    Both serve the fused step's buffers around a tiled layer: the backward gathers ``gt`` by row
+    and the forward gathers its input by column, and from a strided half of an interleaved
+    [activation | gradient] array each gather touches twice the cache lines. SET's H = 600,000
+    epoch (cProfile, three interleaved pairs, contiguous copies first made in passes of their own):
+    tiled backward 8.0 / 6.9 / 6.1 s strided against 5.6 / 4.9 / 5.3 s contiguous, forward 4.7 / 4.2
+    / 4.0 against 3.8 / 3.3 / 3.5 s. The backward's own gather and scatter stay on the interleaved
+    array, input and gradient on one line: one 600,000 x 600,000 layer, 2 threads, 9 repetitions,
+    2.00 ns per weight (1.88-2.13) against 2.44 (2.00-2.58) with separate input and gradient arrays
+    (and 2.80 with a strided ``gt``).
 
     Each thread owns a range of column blocks: it alone writes those inputs' gradients (straight
     into ``xg``: no per-thread copies of it to sum, as ``step_kernels`` needs) and the weights of

@@ -25,7 +25,10 @@ this host (:mod:`dualsparse.sparse.vector_choice`, timed once per process; the s
 either way). While it exists, the copy is the live state: :meth:`FusedStep.flush` writes it back,
 and the estimator calls it before anything else reads or changes the model (an autograd or compiled step, a callback that
 reads the model, a topology update, the end of every epoch, an error). ``DUALSPARSE_TILES=0``
-keeps every layer on the CSR kernels.
+keeps every layer on the CSR kernels. A tiled layer reads its input activations and its output
+gradient from contiguous arrays (:meth:`FusedStep._contiguous`), written by the passes that
+produce them, rather than from halves of the interleaved [activation | gradient] rows the CSR
+kernels use.
 """
 
 from __future__ import annotations
