@@ -63,9 +63,8 @@ import numba as nb
 import numpy as np
 
 from .kernels import _JIT, _JIT_EXACT, _ftz_off, _ftz_on
-from .step_kernels import (_WIDTH, FIRST_STEP, MOMENTUM, NO_MOMENTUM, _as, _bias_rows, _derivative, _step_first,
-                           _stage_inputs, _step_momentum, _step_plain, _u,
-                           _zero_gradient)
+from .step_kernels import (_WIDTH, FIRST_STEP, MOMENTUM, NO_MOMENTUM, _as, _bias_rows, _derivative, _stage_inputs,
+                           _step_first, _step_momentum, _step_plain, _u, _zero_gradient)
 from .vector_ops import forward8, make_backward8, pairs_ok
 
 #: columns per block: one block's activations (8,192 inputs x 2 batch x [value | gradient] x 4 bytes =
