@@ -146,6 +146,8 @@ class _LayerViews:
 
 
 _EMPTY = np.empty(0, dtype=np.float32)
+#: the kernels' ``gcopy`` where no tiled layer reads the gradient (see FusedStep._contiguous)
+_NO_COPY = np.empty((0, 0), dtype=np.float32)
 
 
 class FusedStep:
@@ -281,7 +283,6 @@ class FusedStep:
         # contiguous copies of hidden outputs where a tiled layer reads them (see _contiguous)
         feeds_tiles = [i < last and blocks[i + 1] is not None for i in range(last + 1)]
         tiled_grad = [i < last and blocks[i] is not None for i in range(last + 1)]
-        none = np.empty((0, 0), dtype=np.float32)
 
         inp = xt
         for i, v in enumerate(self.views):
@@ -310,7 +311,7 @@ class FusedStep:
             par = threads > 1 and v.nnz * batch >= big
             gt = self._contiguous(sides, i, batch)[1] if tiled_grad[i] else grads[i]
             # the gradient of this layer's input, also copied contiguous where a tiled layer reads it
-            gcopy = self._contiguous(sides, i - 1, batch)[1] if i > 0 and tiled_grad[i - 1] else none
+            gcopy = self._contiguous(sides, i - 1, batch)[1] if i > 0 and tiled_grad[i - 1] else _NO_COPY
             if blocks[i] is not None:
                 if i > 0:
                     xin = self._contiguous(sides, i - 1, batch)[0]
