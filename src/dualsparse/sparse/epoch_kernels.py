@@ -97,8 +97,8 @@ def _times_derivative(gx, z, a, nb_, kind, slope):
     if kind == ACT_SLOPE:
         for j in range(gx.shape[0]):
             for b in range(nb_):
-                if not z[j, b] > 0:
-                    gx[j, b] = gx[j, b] * slope
+                g = gx[j, b]
+                gx[j, b] = g if z[j, b] > 0 else g * slope
     elif kind == ACT_TANH:
         for j in range(gx.shape[0]):
             for b in range(nb_):
