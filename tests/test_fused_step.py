@@ -244,3 +244,31 @@ def test_column_owned_backward_is_the_one_thread_backward_bit_for_bit(threads, b
         for name, r, g in zip(names, ref, got):
             np.testing.assert_array_equal(g, r, err_msg=name)
         np.testing.assert_array_equal(got[5], got[4][:, batch:])
+
+
+def test_activation_derivative_is_the_leaky_relu_derivative_on_its_range_only():
+    """The backward's derivative pass (branch-free since it mispredicted on random signs): the
+    gradient times 1 where z > 0, else times the slope, also at z = 0, -0, NaN and -inf; the
+    contiguous copy equals the result; nothing outside [j0, j1) is touched."""
+    from dualsparse.sparse import epoch_kernels as E
+
+    rng = np.random.default_rng(0)
+    f = np.float32
+    n, batch, j0, j1, slope = 40, 2, 5, 33, f(0.25)
+    z = rng.normal(size=(n, batch)).astype(f)
+    z[6], z[7], z[8], z[9] = 0.0, -0.0, np.nan, (np.inf, -np.inf)
+    xg = rng.normal(size=(n, 2 * batch)).astype(f)
+    want = xg.copy()
+    g = xg[j0:j1, batch:]
+    want[j0:j1, batch:] = np.where(z[j0:j1] > 0, g, g * slope)
+    for copy in (np.full((n, batch), np.nan, f), np.empty((0, 0), f)):
+        got = xg.copy()
+        K._derivative(got, z, slope, j0, j1, copy)
+        np.testing.assert_array_equal(got, want)
+        if copy.size:
+            np.testing.assert_array_equal(copy[j0:j1], want[j0:j1, batch:])
+            assert np.isnan(copy[:j0]).all() and np.isnan(copy[j1:]).all()
+    # the compiled epoch's version of the same rule (whole arrays, first nb_ columns)
+    gx = xg[:, batch:].copy()
+    E._times_derivative(gx, z, z, batch, E.ACT_SLOPE, slope)
+    np.testing.assert_array_equal(gx, np.where(z > 0, xg[:, batch:], xg[:, batch:] * slope))
